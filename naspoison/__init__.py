@@ -1,0 +1,3 @@
+"""naspoison: audit neural architecture search under data poisoning."""
+
+__version__ = "0.1.0"

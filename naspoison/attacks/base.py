@@ -1,0 +1,65 @@
+"""What every poisoning attack shares: budget arithmetic, the poison record, and applying it."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from naspoison.data.datasets import ImageData
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+@dataclass
+class Poison:
+    """What an attack changed: the replaced ``indices`` (sorted) and their new labels and/or images.
+
+    The length of the training set never changes: poisons *replace* samples.
+    """
+
+    indices: np.ndarray                 # int64 [k]
+    labels: np.ndarray | None = None    # int64 [k]
+    images: np.ndarray | None = None    # uint8 [k, H, W, C]
+    summary: dict = field(default_factory=dict)
+
+    def apply(self, data: ImageData) -> ImageData:
+        y, x = data.y_train, data.x_train
+        if self.labels is not None:
+            y = y.copy()
+            y[self.indices] = self.labels
+        if self.images is not None:
+            x = x.copy()
+            x[self.indices] = self.images
+        return replace(data, x_train=x, y_train=y)
+
+    def to_bytes(self) -> bytes:
+        arrays = {"indices": self.indices}
+        if self.labels is not None:
+            arrays["labels"] = self.labels
+        if self.images is not None:
+            arrays["images"] = self.images
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # plain arrays; loaded back with allow_pickle=False
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "Poison":
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            return cls(z["indices"], z["labels"] if "labels" in z else None,
+                       z["images"] if "images" in z else None)
+
+
+def poison_count(budget: float, n: int) -> int:
+    """p·n rounded half up; a budget that selects no sample is an error, not a silent no-op."""
+    k = int(np.floor(budget * n + 0.5))
+    if not 1 <= k <= n:
+        raise ValueError(f"budget {budget} of {n} samples selects {k} samples; need 1..{n}")
+    return k
+
+
+def choose_indices(rng: np.random.Generator, budget: float, n: int) -> np.ndarray:
+    return np.sort(rng.choice(n, size=poison_count(budget, n), replace=False)).astype(np.int64)

@@ -1,0 +1,435 @@
+"""The ``naspoison`` command (SPEC §8).
+
+  naspoison bench SUITE [--profile P] [--only EXPR] [--plan] [--check] [--shard i/N] [--devices ...]
+  naspoison report [SUITE --profile P | --trials CSV] [--out DIR]
+  naspoison verify | merge SRC... | gc [--dry-run] | ls
+Exit status: 0 ok, 1 failed cells or failed check, 2 bad input (suite, arguments).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, canonical_json, content_key
+from naspoison.suite import Suite, SuiteError
+
+DEFAULT_STORE = "cache"
+DEFAULT_REPORTS = "reports"
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit status 2."""
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _load(args) -> tuple[Suite, list]:
+    from naspoison.suite.expand import expand, select, shard
+
+    suite = Suite(args.suite)
+    exp = expand(suite, args.profile)
+    try:
+        trials = shard(select(exp.trials, args.only), getattr(args, "shard", None))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return suite, trials, exp.skipped
+
+
+def _report_for(trials, store: ResultStore):
+    from naspoison.report.analysis import analyse
+    from naspoison.report.collect import collect
+
+    col = collect(trials, store)
+    return col, analyse(col.accuracies, col.baseline)
+
+
+def _write_reports(report: dict, out: Path) -> list[Path]:
+    from naspoison.report.render import FORMATS
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext, fn in FORMATS.items():
+        p = out / f"report.{ext}"
+        p.write_text(fn(report), encoding="utf-8")
+        paths.append(p)
+    return paths
+
+
+# ----------------------------------------------------------------------------- bench
+def cmd_bench(args) -> int:
+    suite, trials, skipped = _load(args)
+    if not trials:
+        raise UsageError(f"no trial of profile {args.profile!r} matches --only {args.only!r}")
+    if args.check:
+        return _check(args, trials)
+    store = ResultStore(args.store, read_only=args.plan)
+    if args.plan:
+        return _plan(args, trials, skipped, store)
+    from naspoison.run.executor import run_parallel
+
+    devices = _devices(args)
+    artifacts = ArtifactCache(args.artifacts)
+    con = _console()
+    con.print(f"naspoison: {len(trials)} trials of profile {args.profile!r} on {', '.join(devices)}; "
+              f"store {store.root}, artifacts {artifacts.directory}")
+    t0 = time.perf_counter()
+    with _Progress(len(trials), con) as progress:
+        summary = run_parallel(trials, store, artifacts, devices, progress.emit)
+    artifacts.close()
+    computed = ", ".join(f"{v} {k}" for k, v in sorted(summary.computed.items())) or "nothing (all cached)"
+    con.print(f"computed {computed} in {time.perf_counter() - t0:.1f} s")
+    if summary.failed:
+        con.print(f"[red]{len(summary.failed)} trial(s) failed[/] (kept in {store.root}/.failures, retried next run):")
+        for f in summary.failed:
+            con.print(f"  {f}")
+    if not args.only and not args.shard:
+        _, report = _report_for(trials, ResultStore(args.store, read_only=True))
+        from naspoison.report.render import to_console
+
+        con.print(to_console(report))
+        for p in _write_reports(report, Path(args.reports) / args.profile):
+            con.print(f"wrote {p}")
+    return 1 if summary.failed else 0
+
+
+def _devices(args) -> list[str]:
+    if args.devices:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    else:
+        import torch
+
+        n = torch.cuda.device_count()
+        devices = [f"cuda:{i}" for i in range(n)] if n else ["cpu"] * max(1, args.workers)
+    for d in devices:
+        if not (d == "cpu" or d.startswith("cuda")):
+            raise UsageError(f"--devices entry {d!r} is not cpu or cuda:N")
+    return devices
+
+
+class _Progress:
+    """A live rich display on a terminal; one plain line per finished cell otherwise."""
+
+    def __init__(self, total: int, console):
+        self.total, self.console, self.done = total, console, 0
+        self.live = console.is_terminal
+        self.progress = None
+
+    def __enter__(self):
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=self.console)
+            self.progress.start()
+            self.task = self.progress.add_task("trials", total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
+
+    def emit(self, event: dict) -> None:
+        kind = event["kind"]
+        if kind == "trial":
+            self.done += 1
+            if self.progress:
+                self.progress.update(self.task, completed=min(self.done, self.total))
+            return
+        if kind == "done":
+            line = f"[{self.done}/{self.total} trials] {event['stage']:<6} {event['label']} ({event['seconds']:.1f} s)"
+        else:
+            line = f"FAILED {event.get('stage', '')} {event['label']}: {event['error']}"
+        if self.progress:
+            self.progress.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, flush=True)
+
+
+def _plan(args, trials, skipped, store: ResultStore) -> int:
+    from naspoison.run import stages
+
+    cells: dict[str, dict[str, str]] = {"poison": {}, "search": {}, "train": {}}
+    users: dict[str, int] = {}
+    train_unknown = 0
+    for t in trials:
+        for spec in (t.poison, t.search):
+            if spec is None:
+                continue
+            k = content_key(spec)
+            users[k] = users.get(k, 0) + 1
+            cells[spec["stage"]][k] = "cached" if store.has(spec["stage"], k) else "run"
+        rec = store.get("search", content_key(t.search)) if cells["search"][content_key(t.search)] == "cached" else None
+        if rec is None:
+            train_unknown += 1
+            continue
+        tspec = stages.train_spec(rec.result["genotype"], t.recipe, t.dataset, t.seed)
+        k = content_key(tspec)
+        users[k] = users.get(k, 0) + 1
+        cells["train"][k] = "cached" if store.has("train", k) else "run"
+    est = _wall_estimates(store)
+    con = _console()
+    from rich.table import Table
+
+    table = Table(title=f"plan: profile {args.profile!r}, {len(trials)} trials")
+    for col in ("stage", "to run", "cached", "shared by >1 trial", "est. cost of missing"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    total_s = 0.0
+    unknown = False
+    for stage, d in cells.items():
+        run = sum(v == "run" for v in d.values())
+        extra = train_unknown if stage == "train" else 0
+        shared = sum(1 for k in d if users.get(k, 0) > 1)
+        per = est.get(stage)
+        cost = "-" if not run + extra else (f"{(run + extra) * per / 3600:.2f} h" if per else "no timings yet")
+        if per:
+            total_s += (run + extra) * per
+        elif run + extra:
+            unknown = True
+        run_s = f"{run}" + (f" + ≤{extra} after search" if extra else "")
+        table.add_row(stage, run_s, str(sum(v == "cached" for v in d.values())), str(shared), cost)
+    con.print(table)
+    con.print(f"estimated device time of missing cells: {total_s / 3600:.2f} h"
+              + (" (plus cells of stages with no recorded timings)" if unknown else "")
+              + "; from the median wall time of recorded cells of each stage")
+    for s in skipped:
+        con.print(f"not a cell by design: {s}")
+    return 0
+
+
+def _wall_estimates(store: ResultStore) -> dict[str, float]:
+    walls: dict[str, list[float]] = {}
+    for path in store.iter_files():
+        try:
+            rec = store.load_file(path)
+        except CorruptRecord:
+            continue
+        w = rec.provenance.get("wall_seconds")
+        if isinstance(w, (int, float)):
+            walls.setdefault(rec.stage, []).append(float(w))
+    return {k: statistics.median(v) for k, v in walls.items()}
+
+
+def _check(args, trials) -> int:
+    """Compute nothing, write nothing: fail on missing/corrupt cells, zero cells, or a changed report."""
+    store = ResultStore(args.store, read_only=True)
+    col, report = _report_for(trials, store)
+    problems = []
+    if col.corrupt:
+        problems += [f"corrupt: {c}" for c in col.corrupt]
+    if col.missing:
+        problems += [f"missing: {m}" for m in col.missing]
+    if col.checked == 0:
+        problems.append("zero cells checked")
+    committed = Path(args.reports) / args.profile / "report.json"
+    if not args.only and not args.shard:
+        if not committed.exists():
+            problems.append(f"no committed report at {committed}")
+        else:
+            old = json.loads(committed.read_text())
+            if canonical_json(old) != canonical_json(report):
+                problems.append(f"report differs from the committed {committed}")
+    for p in problems:
+        print(p)
+    print(f"check: {col.checked} cells verified, {len(col.missing)} missing, {len(col.corrupt)} corrupt"
+          + ("" if problems else f"; report matches {committed}") + (" — FAILED" if problems else " — ok"))
+    return 1 if problems else 0
+
+
+# ----------------------------------------------------------------------------- report
+def cmd_report(args) -> int:
+    from naspoison.report.analysis import analyse, read_trials_csv
+    from naspoison.report.render import to_console
+
+    if args.trials:
+        try:
+            trials, baseline = read_trials_csv(args.trials)
+        except (OSError, ValueError) as e:
+            raise UsageError(str(e)) from None
+        report = analyse(trials, baseline)
+        out = Path(args.out) if args.out else None
+    else:
+        if not args.suite:
+            raise UsageError("report needs a SUITE (with --profile) or --trials CSV")
+        _, trials, _ = _load(args)
+        col, report = _report_for(trials, ResultStore(args.store, read_only=True))
+        if col.missing or col.corrupt:
+            print(f"note: {len(col.missing)} cells missing, {len(col.corrupt)} corrupt (not used); "
+                  f"run `naspoison bench` / `naspoison verify`", file=sys.stderr)
+        out = Path(args.out) if args.out else None
+    _console().print(to_console(report))
+    if out:
+        for p in _write_reports(report, out):
+            print(f"wrote {p}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- store upkeep
+def cmd_verify(args) -> int:
+    store = ResultStore(args.store, read_only=True)
+    n, bad = 0, []
+    for path in store.iter_files():
+        n += 1
+        try:
+            store.load_file(path)
+        except CorruptRecord as e:
+            bad.append(str(e))
+    for b in bad:
+        print(f"CORRUPT {b}")
+    print(f"verify: {n} result files, {len(bad)} corrupt")
+    return 1 if bad or n == 0 else 0
+
+
+def cmd_ls(args) -> int:
+    store = ResultStore(args.store, read_only=True)
+    counts: dict[str, int] = {}
+    for path in store.iter_files():
+        counts[path.parent.name] = counts.get(path.parent.name, 0) + 1
+        if args.long:
+            try:
+                rec = store.load_file(path)
+                print(f"{rec.stage:<7} {rec.key[:16]} {json.dumps(rec.spec['params'], sort_keys=True)[:100]}")
+            except CorruptRecord as e:
+                print(f"CORRUPT {e}")
+    for stage, c in sorted(counts.items()):
+        print(f"{stage}: {c}")
+    print(f"failures: {len(store.failures())}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    """Union of result files from other stores; a key present in both must hold the same result."""
+    dest = ResultStore(args.store)
+    added = same = 0
+    conflicts, bad = [], []
+    for src in args.sources:
+        s = ResultStore(src, read_only=True)
+        if not s.root.is_dir():
+            raise UsageError(f"merge source {src} is not a directory")
+        for path in s.iter_files():
+            try:
+                rec = s.load_file(path)
+            except CorruptRecord as e:
+                bad.append(str(e))
+                continue
+            mine = dest.get(rec.stage, rec.key)
+            if mine is None:
+                dest.put(rec.spec, rec.result, rec.provenance)
+                added += 1
+            elif canonical_json(mine.result) == canonical_json(rec.result):
+                same += 1
+            else:
+                conflicts.append(f"{rec.stage}/{rec.key}: {path} differs from {dest.path(rec.stage, rec.key)}")
+    for c in conflicts:
+        print(f"CONFLICT (kept ours) {c}")
+    for b in bad:
+        print(f"SKIPPED corrupt {b}")
+    print(f"merge: {added} added, {same} already present, {len(conflicts)} conflicts, {len(bad)} corrupt skipped")
+    return 1 if conflicts or bad else 0
+
+
+def cmd_gc(args) -> int:
+    """Remove leftovers (temporary files, stale locks, failures of cells now done). Results are never
+    deleted: unreferenced ones (by no profile of SUITE) are only listed."""
+    store = ResultStore(args.store, read_only=args.dry_run)
+    root = store.root
+    leftovers = list(root.glob("*/.tmp-*"))
+    locks = [p for p in (root / ".locks").glob("*.lock") if ResultStore._lock_is_stale(p)] if (root / ".locks").exists() else []
+    done_failures = [root / ".failures" / f"{f['key']}.json" for f in store.failures()
+                     if store.has(f["spec"]["stage"], f["key"])]
+    for label, paths in (("temporary file", leftovers), ("stale lock", locks), ("failure of a finished cell", done_failures)):
+        for p in paths:
+            print(f"{'would remove' if args.dry_run else 'removed'} {label}: {p}")
+            if not args.dry_run:
+                p.unlink(missing_ok=True)
+    if args.suite:
+        from naspoison.report.collect import collect
+        from naspoison.suite.expand import expand
+
+        suite = Suite(args.suite)
+        referenced: set[str] = set()
+        for prof in suite.model.profiles:
+            trials = expand(suite, prof).trials
+            referenced |= {content_key(s) for t in trials for s in (t.poison, t.search) if s}
+            referenced |= collect(trials, ResultStore(args.store, read_only=True)).train_keys
+        for path in store.iter_files():
+            if path.stem not in referenced:
+                print(f"unreferenced (kept; results are never evicted): {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="naspoison", description="Audit neural architecture search under data poisoning.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def store_opt(p):
+        p.add_argument("--store", default=DEFAULT_STORE, help="results store directory (default: cache)")
+
+    b = sub.add_parser("bench", help="run (or --plan, --check) a profile of a suite")
+    b.add_argument("suite")
+    b.add_argument("--profile", default="demo")
+    b.add_argument("--only", help="filter trials, e.g. 'attack=gaussian_noise|none,seed=0'")
+    b.add_argument("--plan", action="store_true", help="show cells to run, cached, reused and estimated cost")
+    b.add_argument("--check", action="store_true", help="compute nothing; fail on missing/corrupt cells or a changed report")
+    b.add_argument("--shard", help="i/N: run only every N-th trial from the i-th")
+    b.add_argument("--devices", help="comma-separated, one worker each: cpu,cpu or cuda:0,cuda:1 (default: every GPU, else cpu)")
+    b.add_argument("--workers", type=int, default=1, help="CPU workers when --devices is not given")
+    b.add_argument("--artifacts", help="artifact cache directory (default: $NASPOISON_ARTIFACTS or ~/.cache/naspoison/artifacts)")
+    b.add_argument("--reports", default=DEFAULT_REPORTS, help="where reports are written / compared (default: reports)")
+    store_opt(b)
+    b.set_defaults(fn=cmd_bench)
+
+    r = sub.add_parser("report", help="tables from the store (read-only) or from a CSV of trials")
+    r.add_argument("suite", nargs="?")
+    r.add_argument("--profile", default="demo")
+    r.add_argument("--only")
+    r.add_argument("--trials", help="CSV with attack,budget,algorithm,seed,accuracy (percent)")
+    r.add_argument("--out", help="also write report.{json,csv,md,tex} here")
+    store_opt(r)
+    r.set_defaults(fn=cmd_report)
+
+    v = sub.add_parser("verify", help="re-hash every result file; list corrupt ones")
+    store_opt(v)
+    v.set_defaults(fn=cmd_verify)
+    m = sub.add_parser("merge", help="union other stores' results into this one")
+    m.add_argument("sources", nargs="+")
+    store_opt(m)
+    m.set_defaults(fn=cmd_merge)
+    g = sub.add_parser("gc", help="remove temporary files, stale locks and stale failures")
+    g.add_argument("--dry-run", action="store_true")
+    g.add_argument("--suite", help="also list results no profile of this suite references")
+    store_opt(g)
+    g.set_defaults(fn=cmd_gc)
+    ls = sub.add_parser("ls", help="count results per stage")
+    ls.add_argument("-l", "--long", action="store_true")
+    store_opt(ls)
+    ls.set_defaults(fn=cmd_ls)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except SuiteError as e:
+        for line in e.lines():
+            print(line, file=sys.stderr)
+        return 2
+    except UsageError as e:
+        print(f"naspoison: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished cells are kept, rerun to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Labelled image datasets as plain uint8 arrays (SPEC §6 "Datasets").
+
+Every loader returns an :class:`ImageData`; a new dataset is one function plus one registry line.
+The product never reads ``../shared``: it uses torchvision, the user's own ``.npz``, or the
+scikit-learn digits that ship with the install.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DatasetSpec(BaseModel):
+    """Which data, where from, and how much of it (``train_size``/``test_size`` take a seeded subset)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str
+    root: str = "~/.cache/naspoison/datasets"
+    download: bool = False
+    path: str | None = Field(default=None, description="file for name=npz")
+    train_size: int | None = Field(default=None, gt=0)
+    test_size: int | None = Field(default=None, gt=0)
+    subset_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """x_*: uint8 [N, H, W, C]; y_*: int64 [N]."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """sha256 over the arrays; lets a record say exactly which data it saw."""
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 [N,H,W] or [N,H,W,C], got {x.dtype} {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def make_image_data(name, x_train, y_train, x_test, y_test, num_classes=None) -> ImageData:
+    y_train = np.asarray(y_train, dtype=np.int64)
+    y_test = np.asarray(y_test, dtype=np.int64)
+    x_train, x_test = _nhwc(x_train), _nhwc(x_test)
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise ValueError(f"{name}: images and labels differ in length")
+    k = int(num_classes or max(y_train.max(), y_test.max()) + 1)
+    return ImageData(name, x_train, y_train, x_test, y_test, k)
+
+
+# ----------------------------------------------------------------------------- loaders
+def _digits(spec: DatasetSpec) -> ImageData:
+    """scikit-learn's bundled 8x8 digits (grey 0..16 -> 0..255), a fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
+    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, stratify=d.target, random_state=0)
+    return make_image_data("digits", xtr, ytr, xte, yte, 10)
+
+
+def _torchvision(cls_name: str, split_kw: Callable[[bool], dict]) -> Callable[[DatasetSpec], ImageData]:
+    def load(spec: DatasetSpec) -> ImageData:
+        import torchvision
+
+        cls = getattr(torchvision.datasets, cls_name)
+        root = Path(spec.root).expanduser()
+        try:
+            tr = cls(str(root), download=spec.download, **split_kw(True))
+            te = cls(str(root), download=spec.download, **split_kw(False))
+        except RuntimeError as e:  # torchvision says "Dataset not found or corrupted"
+            raise FileNotFoundError(
+                f"{cls_name} not found under {root}: set dataset.root to where it lives, or "
+                f"dataset.download: true on a machine with internet ({e})") from None
+
+        def arrays(ds):
+            x = np.asarray(ds.data)
+            if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):  # SVHN is NCHW
+                x = x.transpose(0, 2, 3, 1)
+            y = np.asarray(getattr(ds, "targets", None) if hasattr(ds, "targets") else ds.labels)
+            return x.astype(np.uint8), y
+
+        (xtr, ytr), (xte, yte) = arrays(tr), arrays(te)
+        return make_image_data(spec.name, xtr, ytr, xte, yte, len(tr.classes) if hasattr(tr, "classes") else None)
+
+    return load
+
+
+def _npz(spec: DatasetSpec) -> ImageData:
+    if not spec.path:
+        raise ValueError("dataset 'npz' needs a path: to a .npz with x_train, y_train, x_test, y_test")
+    path = Path(spec.path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    with np.load(path, allow_pickle=False) as z:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
+        if missing:
+            raise ValueError(f"{path} lacks {sorted(missing)} (has {sorted(z.files)})")
+        return make_image_data(path.stem, z["x_train"], z["y_train"], z["x_test"], z["y_test"])
+
+
+DATASETS: dict[str, Callable[[DatasetSpec], ImageData]] = {
+    "digits": _digits,
+    "cifar10": _torchvision("CIFAR10", lambda train: {"train": train}),
+    "cifar100": _torchvision("CIFAR100", lambda train: {"train": train}),
+    "mnist": _torchvision("MNIST", lambda train: {"train": train}),
+    "fashion_mnist": _torchvision("FashionMNIST", lambda train: {"train": train}),
+    "svhn": _torchvision("SVHN", lambda train: {"split": "train" if train else "test"}),
+    "npz": _npz,
+}
+
+
+def _subset(x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator):
+    if n is None or n >= len(x):
+        return x, y
+    idx = np.sort(rng.permutation(len(x))[:n])
+    return x[idx], y[idx]
+
+
+_CACHE: dict[str, ImageData] = {}
+
+
+def load_dataset(spec: DatasetSpec | dict) -> ImageData:
+    """Load (memoised per process) and subset a dataset by its spec."""
+    spec = spec if isinstance(spec, DatasetSpec) else DatasetSpec.model_validate(spec)
+    memo = spec.model_dump_json()
+    if memo not in _CACHE:
+        if spec.name not in DATASETS:
+            raise KeyError(f"unknown dataset {spec.name!r}; known: {sorted(DATASETS)}")
+        data = DATASETS[spec.name](spec)
+        rng = np.random.default_rng(spec.subset_seed)
+        xtr, ytr = _subset(data.x_train, data.y_train, spec.train_size, rng)
+        xte, yte = _subset(data.x_test, data.y_test, spec.test_size, rng)
+        _CACHE[memo] = replace(data, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    return _CACHE[memo]
+
+
+Modality = Literal["labels", "images"]

@@ -1,0 +1,11 @@
+"""NAS algorithms, by name. A new algorithm is one file plus one line here.
+
+An algorithm has ``name``, ``Params`` (a pydantic model of its hyperparameters), ``uses_labels``
+(False: label-flip rows are impossible for it) and ``search(data, params, seed, device, log)``
+returning ``{"genotype": {...}, ...}``.
+"""
+from naspoison.nas.random_search import RandomSearch
+
+ALGORITHMS = {cls.name: cls for cls in (RandomSearch,)}
+
+__all__ = ["ALGORITHMS"]

@@ -1,0 +1,57 @@
+"""Read the store (read-only) for a list of trials: accuracies, and what is missing or corrupt."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from naspoison.report.analysis import TrialAccuracy
+from naspoison.run import stages
+from naspoison.store import CorruptRecord, ResultStore, content_key
+from naspoison.suite.expand import Trial
+
+
+@dataclass
+class Collected:
+    accuracies: list[TrialAccuracy] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)   # "stage key label"
+    corrupt: list[str] = field(default_factory=list)
+    checked: int = 0                                   # cell files verified
+    train_keys: set[str] = field(default_factory=set)
+
+
+def collect(trials: list[Trial], store: ResultStore) -> Collected:
+    out = Collected()
+    seen: set[str] = set()
+
+    def get(spec: dict, label: str):
+        key = content_key(spec)
+        try:
+            rec = store.get(spec["stage"], key)
+        except CorruptRecord as e:
+            out.corrupt.append(f"{spec['stage']} {key} {label}: {e}")
+            return None
+        if rec is None:
+            out.missing.append(f"{spec['stage']} {key[:16]} {label}")
+        elif key not in seen:
+            seen.add(key)
+            out.checked += 1
+        return rec
+
+    for t in trials:
+        if t.poison is not None:
+            get(t.poison, t.label)
+        found = get(t.search, t.label)
+        if found is None:
+            out.missing.append(f"train (after search) {t.label}")
+            continue
+        tspec = stages.train_spec(found.result["genotype"], t.recipe, t.dataset, t.seed)
+        out.train_keys.add(content_key(tspec))
+        trained = get(tspec, t.label)
+        if trained is None:
+            continue
+        acc = 100.0 * trained.result["test_acc"]
+        if t.family == "random_baseline":
+            out.baseline.append(acc)
+        else:
+            out.accuracies.append(TrialAccuracy(t.attack, t.budget, t.algorithm, t.seed, acc))
+    return out

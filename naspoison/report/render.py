@@ -1,0 +1,151 @@
+"""The poisoning table in every output format, laid out like the paper's Table 1:
+rows = (attack, budget), a column pair (Acc., ΔImp) per algorithm, significant cells marked.
+
+Marks: bold + underline in LaTeX and on a terminal, ``**…**†`` in Markdown, a ``significant``
+column in CSV. Untestable cells and the number of tests per correction are stated under the table.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from naspoison.attacks import ATTACKS, NO_ATTACK
+
+MARK = "†"
+
+
+def attack_title(name: str) -> str:
+    if name == NO_ATTACK:
+        return "No attack"
+    cls = ATTACKS.get(name)
+    return getattr(cls, "title", name.replace("_", " ").capitalize())
+
+
+def _budget(b) -> str:
+    return "-" if b is None else f"{b * 100:g}%"
+
+
+def _grid(report: dict):
+    """(attack, budget) -> algorithm -> row, in the paper's row order."""
+    grid: dict[tuple, dict[str, dict]] = {}
+    for r in report["rows"]:
+        grid.setdefault((r["attack"], r["budget"]), {})[r["algorithm"]] = r
+    return grid
+
+
+def _acc(r: dict) -> str:
+    return "nan" if r["mean"] is None else f"{r['mean']:.2f} ± {r['std']:.2f}"
+
+
+def _dimp(r: dict) -> str:
+    return "-" if r.get("delta_imp") is None else f"{r['delta_imp']:.2f}"
+
+
+def _sig(r: dict) -> bool:
+    return bool(r.get("test", {}).get("significant"))
+
+
+def footnotes(report: dict) -> list[str]:
+    b = report["baseline"]
+    notes = [f"Random-sampling baseline: {b['mean']:.2f} ± {b['std']:.2f} (n = {b['n']}); ΔImp = Acc. − baseline."
+             if b["n"] else "Random-sampling baseline: none in the store, so no ΔImp."]
+    notes.append(f"{MARK} significant: {report['test']}; Benjamini–Hochberg per algorithm, α = "
+                 f"{next(iter(report['corrections'].values()), {}).get('alpha', 0.05)}.")
+    for alg, c in report["corrections"].items():
+        notes.append(f"{alg}: BH over {c['n_tests']} tests; {c['untestable']} cells untestable.")
+    for r in report["rows"]:
+        reason = r.get("test", {}).get("untestable")
+        if reason:
+            notes.append(f"untestable: {attack_title(r['attack'])} {_budget(r['budget'])} × {r['algorithm']}: {reason}")
+    return notes
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+
+def to_csv(report: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["attack", "budget", "algorithm", "n", "acc_mean", "acc_std", "delta_imp", "t", "df", "p", "q",
+                "significant", "untestable", "diff", "ci_low", "ci_high", "hedges_g"])
+    for r in report["rows"]:
+        t, e = r.get("test", {}), r.get("effect", {})
+        w.writerow([r["attack"], "" if r["budget"] is None else r["budget"], r["algorithm"], r["n"], r["mean"],
+                    r["std"], r["delta_imp"], t.get("t"), t.get("df"), t.get("p"), t.get("q"),
+                    t.get("significant", ""), t.get("untestable") or "", e.get("diff"), e.get("ci_low"),
+                    e.get("ci_high"), e.get("hedges_g")])
+    return buf.getvalue()
+
+
+def to_markdown(report: dict) -> str:
+    algs = report["algorithms"]
+    head = "| Poisoning attack | p | " + " | ".join(f"{a} Acc. | {a} ΔImp." for a in algs) + " |"
+    sep = "|---|---|" + "---|---|" * len(algs)
+    lines = [head, sep]
+    for (attack, budget), by_alg in _grid(report).items():
+        cells = []
+        for a in algs:
+            r = by_alg.get(a)
+            if r is None:
+                cells += ["-", "-"]
+            elif _sig(r):
+                cells += [f"**{_acc(r)}**{MARK}", f"**{_dimp(r)}**{MARK}"]
+            else:
+                cells += [_acc(r), _dimp(r)]
+        lines.append(f"| {attack_title(attack)} | {_budget(budget)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + [f"- {n}" for n in footnotes(report)]) + "\n"
+
+
+def to_latex(report: dict) -> str:
+    algs = report["algorithms"]
+
+    def tex(s: str) -> str:
+        return s.replace("%", r"\%").replace("±", r"$\pm$").replace("_", r"\_")
+
+    def mark(s: str, sig: bool) -> str:
+        return rf"\textbf{{\underline{{{s}}}}}" if sig else s
+
+    out = [r"\begin{tabular}{ll" + "rr" * len(algs) + "}", r"\toprule",
+           r"Poisoning attack & $p$ & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{tex(a)}}}" for a in algs) + r" \\",
+           " ".join(rf"\cmidrule(lr){{{3 + 2 * i}-{4 + 2 * i}}}" for i in range(len(algs))),
+           " & & " + " & ".join(r"Acc. & $\Delta$Imp." for _ in algs) + r" \\", r"\midrule"]
+    for (attack, budget), by_alg in _grid(report).items():
+        cells = []
+        for a in algs:
+            r = by_alg.get(a)
+            if r is None:
+                cells += ["-", "-"]
+            else:
+                cells += [mark(tex(_acc(r)), _sig(r)), mark(_dimp(r), _sig(r))]
+        out.append(f"{tex(attack_title(attack))} & {tex(_budget(budget))} & " + " & ".join(cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def to_console(report: dict, title: str = "Robustness of NAS to data poisoning"):
+    from rich.table import Table
+
+    algs = report["algorithms"]
+    table = Table(title=title, caption="\n".join(footnotes(report)), caption_justify="left")
+    table.add_column("Poisoning attack")
+    table.add_column("p", justify="right")
+    for a in algs:
+        table.add_column(f"{a}\nAcc.", justify="right")
+        table.add_column(f"{a}\nΔImp.", justify="right")
+    for (attack, budget), by_alg in _grid(report).items():
+        cells = []
+        for a in algs:
+            r = by_alg.get(a)
+            if r is None:
+                cells += ["-", "-"]
+            elif _sig(r):
+                cells += [f"[bold underline]{_acc(r)}[/]{MARK}", f"[bold underline]{_dimp(r)}[/]{MARK}"]
+            else:
+                cells += [_acc(r), _dimp(r)]
+        table.add_row(attack_title(attack), _budget(budget), *cells)
+    return table
+
+
+FORMATS = {"json": to_json, "csv": to_csv, "md": to_markdown, "tex": to_latex}

@@ -1,0 +1,159 @@
+"""Executing trials: each cell is claimed through the store's lock, computed, and written
+atomically. Any number of workers (processes here, other machines via ``--shard`` or SLURM) can
+share one store without a coordinator; a rerun computes only what is missing.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from naspoison.run import stages
+from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
+from naspoison.suite.expand import Trial
+
+Event = dict  # {"kind": "done"|"failed"|"cached", "stage", "label", "key", "seconds", "error"?}
+
+
+@dataclass
+class RunSummary:
+    computed: dict[str, int] = field(default_factory=dict)   # stage -> cells computed by this run
+    failed: list[str] = field(default_factory=list)         # "label (stage): error"
+    trials_done: int = 0
+
+    def merge(self, other: "RunSummary") -> None:
+        for k, v in other.computed.items():
+            self.computed[k] = self.computed.get(k, 0) + v
+        self.failed += other.failed
+        self.trials_done += other.trials_done
+
+
+class _Blocked(Exception):
+    """Another live worker holds this cell."""
+
+
+def _ensure(store: ResultStore, spec: dict, compute: Callable[[], dict], label: str,
+            emit: Callable[[Event], None], summary: RunSummary) -> dict:
+    stage, key = spec["stage"], content_key(spec)
+    rec = store.get(stage, key)  # CorruptRecord propagates: never overwrite a bad file silently
+    if rec is not None:
+        return rec.result
+    with store.claim(key) as mine:
+        if not mine:
+            raise _Blocked(key)
+        rec = store.get(stage, key)  # finished by another worker while we waited
+        if rec is not None:
+            return rec.result
+        t0 = time.perf_counter()
+        result = compute()
+        summary.computed[stage] = summary.computed.get(stage, 0) + 1
+        emit({"kind": "done", "stage": stage, "label": label, "key": key,
+              "seconds": time.perf_counter() - t0})
+        return result
+
+
+def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
+              emit: Callable[[Event], None], summary: RunSummary) -> None:
+    ds = trial.dataset
+    if trial.poison is not None:
+        _ensure(store, trial.poison, lambda: stages.run_stage(
+            store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d), device),
+            trial.label, emit, summary)
+    found = _ensure(store, trial.search, lambda: stages.run_stage(
+        store, trial.search, lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d), device),
+        trial.label, emit, summary)
+    tspec = stages.train_spec(found["genotype"], trial.recipe, ds, trial.seed)
+    _ensure(store, tspec, lambda: stages.run_stage(
+        store, tspec, lambda d: stages.compute_train(tspec, ds, d), device), trial.label, emit, summary)
+
+
+def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache, device: str = "cpu",
+               emit: Callable[[Event], None] = lambda e: None, start: int = 0, poll: float = 0.5) -> RunSummary:
+    """Run every trial; a trial whose next cell another worker holds is revisited later."""
+    summary = RunSummary()
+    pending = trials[start:] + trials[:start]
+    while pending:
+        waiting = []
+        for trial in pending:
+            try:
+                run_trial(trial, store, artifacts, device, emit, summary)
+                summary.trials_done += 1
+                emit({"kind": "trial", "label": trial.label})
+            except _Blocked:
+                waiting.append(trial)
+            except KeyboardInterrupt:
+                raise
+            except CorruptRecord as e:
+                summary.failed.append(f"{trial.label}: {e} (run `naspoison verify`)")
+                emit({"kind": "failed", "label": trial.label, "error": str(e)})
+            except Exception as e:  # noqa: BLE001 - record, continue with the rest, retry next run
+                spec = _failing_spec(trial, store)
+                store.record_failure(spec, e)
+                summary.failed.append(f"{trial.label} ({spec['stage']}): {type(e).__name__}: {e}")
+                emit({"kind": "failed", "label": trial.label, "stage": spec["stage"], "error": f"{type(e).__name__}: {e}"})
+        if waiting and len(waiting) == len(pending):
+            time.sleep(poll)  # everything left is in other workers' hands
+        pending = waiting
+    return summary
+
+
+def _failing_spec(trial: Trial, store: ResultStore) -> dict:
+    """The first cell of the trial that has no result: that is the one that failed."""
+    for spec in (trial.poison, trial.search):
+        if spec is not None and not store.has(spec["stage"], content_key(spec)):
+            return spec
+    found = store.get("search", content_key(trial.search)).result
+    return stages.train_spec(found["genotype"], trial.recipe, trial.dataset, trial.seed)
+
+
+# ----------------------------------------------------------------------------- many workers
+def _worker(args) -> RunSummary:
+    trials, store_root, artifact_dir, device, start, threads, queue = args
+    import torch
+
+    torch.set_num_threads(threads)
+    store = ResultStore(store_root)
+    artifacts = ArtifactCache(artifact_dir)
+    try:
+        return run_trials(trials, store, artifacts, device, queue.put, start=start)
+    finally:
+        artifacts.close()
+
+
+def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache, devices: list[str],
+                 emit: Callable[[Event], None]) -> RunSummary:
+    """One worker process per entry of ``devices`` (each cell pinned to its worker's device)."""
+    if len(devices) == 1:
+        return run_trials(trials, store, artifacts, devices[0], emit)
+    ctx = mp.get_context("spawn")
+    n_cpu = sum(d == "cpu" for d in devices)
+    threads = max(1, (os.cpu_count() or 1) // max(1, n_cpu))
+    manager = ctx.Manager()
+    queue = manager.Queue()
+    n = len(devices)
+    jobs = [(trials, str(store.root), str(artifacts.directory), dev, i * len(trials) // n, threads, queue)
+            for i, dev in enumerate(devices)]
+    total = RunSummary()
+    with ctx.Pool(n) as pool:
+        result = pool.map_async(_worker, jobs)
+        while not result.ready():
+            _drain(queue, emit, timeout=0.2)
+        _drain(queue, emit, timeout=0)
+        for s in result.get():
+            total.merge(s)
+    manager.shutdown()
+    total.trials_done = len(trials) - len({f.split(':')[0] for f in total.failed})
+    return total
+
+
+def _drain(queue, emit, timeout: float) -> None:
+    import queue as q
+
+    try:
+        emit(queue.get(timeout=timeout) if timeout else queue.get_nowait())
+        while True:
+            emit(queue.get_nowait())
+    except q.Empty:
+        pass

@@ -1,0 +1,244 @@
+"""The results store (SPEC §4): one JSON file per cell, named by its content key.
+
+* ``cache/<stage>/<key>.json`` holds ``{key, spec, result, result_digest, provenance}``; the key is
+  the sha256 of the canonical spec and is re-checked on every read, as is the result's digest.
+* Writes go to a temporary file in the same folder, are fsynced and then *linked* into place,
+  which fails if the name exists: a result is never replaced, so two workers, a ``kill -9`` or a
+  full disk can at worst leave a stray temporary file, never a half-written or changed result.
+* Failures live apart (``cache/.failures``), locks in ``cache/.locks``; neither is committed.
+* Opened with ``read_only=True`` (report, --check, verify) the store refuses every write.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from naspoison.store.keys import canonical_json, content_key
+
+LOCK_STALE_SECONDS = 300      # a lock from another host not refreshed for this long is abandoned
+LOCK_HEARTBEAT_SECONDS = 60
+
+
+class CorruptRecord(Exception):
+    """A result file whose content does not match its name or its digest."""
+
+
+class ReadOnlyStore(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    spec: dict
+    result: dict
+    provenance: dict
+
+    @property
+    def stage(self) -> str:
+        return self.spec["stage"]
+
+
+def _digest(result: dict) -> str:
+    return content_key({"result": result})
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ResultStore:
+    def __init__(self, root: str | os.PathLike, read_only: bool = False):
+        self.root = Path(root)
+        self.read_only = read_only
+        if not read_only:
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ paths
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / f"{key}.json"
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStore(f"store {self.root} is open read-only")
+
+    # ------------------------------------------------------------------ reading
+    @staticmethod
+    def load_file(path: Path) -> Record:
+        """Parse and verify one result file; raise :class:`CorruptRecord` on any mismatch."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CorruptRecord(f"{path}: unreadable ({e})") from None
+        if not isinstance(raw, dict) or not {"key", "spec", "result", "result_digest"} <= set(raw):
+            raise CorruptRecord(f"{path}: not a result record")
+        try:
+            key = content_key(raw["spec"])
+            digest = _digest(raw["result"])
+        except (TypeError, ValueError) as e:
+            raise CorruptRecord(f"{path}: spec or result is not canonical JSON ({e})") from None
+        if key != path.stem or raw["key"] != path.stem:
+            raise CorruptRecord(f"{path}: spec hashes to {key[:12]}…, not to its name")
+        if digest != raw["result_digest"]:
+            raise CorruptRecord(f"{path}: result does not match its digest (edited after it was written?)")
+        if raw["spec"].get("stage") != path.parent.name:
+            raise CorruptRecord(f"{path}: stage {raw['spec'].get('stage')!r} filed under {path.parent.name!r}")
+        return Record(key, raw["spec"], raw["result"], raw.get("provenance", {}))
+
+    def get(self, stage: str, key: str) -> Record | None:
+        """The verified record, or None when absent. Corrupt files raise :class:`CorruptRecord`."""
+        path = self.path(stage, key)
+        if not path.exists():
+            return None
+        return self.load_file(path)
+
+    def has(self, stage: str, key: str) -> bool:
+        try:
+            return self.get(stage, key) is not None
+        except CorruptRecord:
+            return False
+
+    def iter_files(self) -> Iterator[Path]:
+        if not self.root.exists():
+            return
+        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            yield from sorted(stage_dir.glob("*.json"))
+
+    # ------------------------------------------------------------------ writing
+    def put(self, spec: dict, result: dict, provenance: dict | None = None) -> Record:
+        """Write a result atomically. If the key exists already, keep the existing record (a result
+        is never overwritten) and return it."""
+        self._writable()
+        key = content_key(spec)
+        record = {"key": key, "spec": spec, "result": result, "result_digest": _digest(result),
+                  "provenance": provenance or {}}
+        text = json.dumps(record, sort_keys=True, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+        final = self.path(spec["stage"], key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{key}-{os.getpid()}-{threading.get_ident()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, final)  # atomic and refuses to replace an existing result
+        except FileExistsError:
+            existing = self.load_file(final)
+            if canonical_json(existing.result) != canonical_json(result):
+                self._note_conflict(key, existing.result, result)
+            return existing
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(final.parent)
+        self.clear_failure(key)
+        return Record(key, spec, result, record["provenance"])
+
+    def _note_conflict(self, key: str, kept: dict, other: dict) -> None:
+        """A recomputation disagreed with the stored result: keep the stored one, log the other."""
+        d = self.root / ".conflicts"
+        d.mkdir(exist_ok=True)
+        (d / f"{key}-{int(time.time())}.json").write_text(json.dumps({"kept": kept, "discarded": other},
+                                                                      default=str, indent=1))
+
+    # ------------------------------------------------------------------ failures
+    def record_failure(self, spec: dict, exc: BaseException) -> Path:
+        self._writable()
+        d = self.root / ".failures"
+        d.mkdir(exist_ok=True)
+        key = content_key(spec)
+        path = d / f"{key}.json"
+        path.write_text(json.dumps({
+            "key": key, "spec": spec, "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc)), "time": time.time(),
+            "host": socket.gethostname(), "pid": os.getpid(),
+        }, indent=1, default=str))
+        return path
+
+    def clear_failure(self, key: str) -> None:
+        if not self.read_only:
+            (self.root / ".failures" / f"{key}.json").unlink(missing_ok=True)
+
+    def failures(self) -> list[dict]:
+        d = self.root / ".failures"
+        return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
+
+    # ------------------------------------------------------------------ locks
+    @contextmanager
+    def claim(self, key: str) -> Iterator[bool]:
+        """Try to claim ``key`` for computing. Yields False if a live worker holds it."""
+        self._writable()
+        d = self.root / ".locks"
+        d.mkdir(exist_ok=True)
+        path = d / f"{key}.lock"
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+        if not self._acquire(path, me):
+            yield False
+            return
+        stop = threading.Event()
+
+        def heartbeat():
+            while not stop.wait(LOCK_HEARTBEAT_SECONDS):
+                try:
+                    os.utime(path)
+                except OSError:
+                    return
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            path.unlink(missing_ok=True)
+
+    def _acquire(self, path: Path, me: dict) -> bool:
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self._lock_is_stale(path):
+                    path.unlink(missing_ok=True)
+                    continue
+                return False
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return True
+        return False
+
+    @staticmethod
+    def _lock_is_stale(path: Path) -> bool:
+        try:
+            holder = json.loads(path.read_text())
+            age = time.time() - path.stat().st_mtime
+        except (OSError, json.JSONDecodeError):
+            return True  # half-written by a killed process
+        if holder.get("host") == socket.gethostname():
+            return not _pid_alive(int(holder.get("pid", -1)))
+        return age > LOCK_STALE_SECONDS

@@ -1,0 +1,118 @@
+"""Grid expansion: a profile of a suite becomes a list of trials (one chain of cells each).
+
+A trial is poison → search → train. Its poison and search specs are fully known from the suite;
+its train spec is known once the search has a genotype, because identical genotypes with the same
+recipe and seed are trained once (the train key holds the genotype itself, not the search key).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from naspoison.attacks import ATTACKS, NO_ATTACK
+from naspoison.nas import ALGORITHMS
+from naspoison.run import stages
+from naspoison.suite.schema import Suite
+
+
+@dataclass(frozen=True)
+class Trial:
+    family: str
+    attack: str
+    budget: float | None
+    algorithm: str
+    seed: int
+    poison: dict | None = field(repr=False)   # poison cell spec, None for clean data
+    search: dict = field(repr=False)          # search cell spec
+    dataset: dict = field(repr=False)         # full dataset spec (with root) for loading
+    recipe: dict = field(repr=False)
+
+    @property
+    def label(self) -> str:
+        row = self.attack if self.budget is None else f"{self.attack}@{self.budget:g}"
+        return f"{self.family}/{row}/{self.algorithm}/seed={self.seed}"
+
+    def fields(self) -> dict:
+        return {"family": self.family, "attack": self.attack, "budget": self.budget,
+                "algorithm": self.algorithm, "seed": self.seed}
+
+
+@dataclass
+class Expansion:
+    trials: list[Trial]
+    skipped: list[str]  # combinations the structure rules out, with the reason
+
+
+def expand(suite: Suite, profile_name: str) -> Expansion:
+    prof = suite.profile(profile_name)
+    fam = suite.model.families
+    dataset = prof.dataset.model_dump()
+    recipe = prof.train.model_dump()
+    seeds = range(prof.seeds)
+
+    def alg_params(name: str) -> dict:
+        return ALGORITHMS[name].Params.model_validate(prof.algorithms.get(name, {})).model_dump()
+
+    def att_params(name: str) -> dict:
+        return ATTACKS[name].Params.model_validate(prof.attacks.get(name, {})).model_dump()
+
+    trials: list[Trial] = []
+    skipped: list[str] = []
+    if fam.poisoning:
+        p = fam.poisoning
+        for attack in p.attacks:
+            for budget in ([None] if attack == NO_ATTACK else p.budgets):
+                poison = None if attack == NO_ATTACK else stages.poison_spec(
+                    dataset, attack, budget, att_params(attack), p.poison_seed)
+                for alg in p.algorithms:
+                    cls = ALGORITHMS[alg]
+                    # an algorithm that reads images but not labels (TE-NAS) has no label-flip rows;
+                    # a data-free one (random) keeps every row as a control that must equal no-attack
+                    if poison and ATTACKS[attack].changes == "labels" and cls.uses_data and not cls.uses_labels:
+                        skipped.append(f"{attack}@{budget:g} × {alg}: {alg} uses no labels")
+                        continue
+                    for seed in seeds:
+                        trials.append(Trial("poisoning", attack, budget, alg, seed, poison,
+                                            stages.search_spec(alg, alg_params(alg), dataset, seed, poison),
+                                            dataset, recipe))
+    if fam.random_baseline:
+        alg = fam.random_baseline.algorithm
+        for seed in seeds:
+            trials.append(Trial("random_baseline", NO_ATTACK, None, alg, seed, None,
+                                stages.search_spec(alg, alg_params(alg), dataset, seed, None), dataset, recipe))
+    return Expansion(trials, sorted(set(skipped)))
+
+
+def select(trials: list[Trial], only: str | None) -> list[Trial]:
+    """Filter by ``--only``: comma-separated ``field=pattern`` terms (all must hold), each pattern a
+    shell glob, alternatives with ``|``; fields: family, attack, budget, algorithm, seed.
+    Example: ``--only 'attack=gaussian_noise|none,seed=0'``."""
+    if not only:
+        return trials
+    terms = []
+    for term in only.split(","):
+        if "=" not in term:
+            raise ValueError(f"--only term {term!r} is not field=pattern")
+        k, v = (s.strip() for s in term.split("=", 1))
+        if k not in ("family", "attack", "budget", "algorithm", "seed"):
+            raise ValueError(f"--only field {k!r} unknown; use family, attack, budget, algorithm or seed")
+        terms.append((k, v.split("|")))
+
+    def fmt(v):
+        return "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    return [t for t in trials
+            if all(any(fnmatch.fnmatchcase(fmt(t.fields()[k]), pat) for pat in pats) for k, pats in terms)]
+
+
+def shard(trials: list[Trial], spec: str | None) -> list[Trial]:
+    """``--shard i/N``: every N-th trial from the i-th (0-based), so shards are balanced and disjoint."""
+    if not spec:
+        return trials
+    try:
+        i, n = (int(s) for s in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {spec!r} must be i/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard {spec!r}: need 0 <= i < N")
+    return trials[i::n]

@@ -1,0 +1,174 @@
+"""The suite file's schema (SPEC §5): families fix the structure, profiles set the numbers.
+
+Structure is checked by pydantic (strict types, no unknown keys); names, parameters and
+combinations by :func:`_semantic_problems`. Every problem is reported with file, line and key.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from naspoison.attacks import ATTACKS, NO_ATTACK
+from naspoison.data.datasets import DATASETS, DatasetSpec
+from naspoison.nas import ALGORITHMS
+from naspoison.suite.yamlio import YAML11_BOOLS, SuiteError, dotted, line_of, load_with_lines
+from naspoison.train import Recipe
+
+PROFILE_NAMES = ("paper", "lab", "demo")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PoisoningFamily(_Strict):
+    """Paper Table 1: attacks × budgets × algorithms × seeds, with a no-attack row."""
+
+    attacks: list[str] = Field(min_length=1)
+    budgets: list[float] = Field(min_length=1)
+    algorithms: list[str] = Field(min_length=1)
+    poison_seed: int = 0
+
+
+class RandomBaselineFamily(_Strict):
+    """Random genotypes from the same space and seeds, trained with the same recipe."""
+
+    algorithm: str = "random"
+
+
+class Families(_Strict):
+    poisoning: PoisoningFamily | None = None
+    random_baseline: RandomBaselineFamily | None = None
+
+
+class Profile(_Strict):
+    description: str = ""
+    seeds: int = Field(gt=0, description="trials per cell: seeds 0..seeds-1")
+    dataset: DatasetSpec
+    train: Recipe = Field(default_factory=Recipe)
+    attacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    algorithms: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class SuiteModel(_Strict):
+    version: int
+    families: Families
+    profiles: dict[str, Profile] = Field(min_length=1)
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, Profile, DatasetSpec, Recipe):
+        names |= set(m.model_fields)
+    return names
+
+
+def did_you_mean(name: str, options) -> str:
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(map(str, options)))}"
+
+
+def _pydantic_problems(err: ValidationError, data: Any) -> list[tuple[tuple, str]]:
+    out = []
+    known = _all_field_names()
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key{did_you_mean(loc[-1], known)}"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = e["msg"]
+            val = e.get("input")
+            if isinstance(val, str) and val in YAML11_BOOLS and "bool" in e["type"]:
+                msg += f" (YAML 1.1 would read {val!r} as a boolean; write true or false)"
+            elif isinstance(val, str) and e["type"] in ("float_type", "int_type", "float_parsing", "int_parsing"):
+                msg += f" (got the string {val!r}; write a plain number, e.g. 0.01 or 1.0e-2)"
+            elif val is not None and not isinstance(val, (dict, list)):
+                msg += f" (got {val!r})"
+        out.append((loc, msg))
+    return out
+
+
+def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
+    out: list[tuple[tuple, str]] = []
+    fam = m.families
+    if fam.poisoning is None and fam.random_baseline is None:
+        out.append((("families",), "declares no family; add poisoning and/or random_baseline"))
+    used_attacks: set[str] = set()
+    used_algorithms: set[str] = set()
+    if fam.poisoning:
+        p = fam.poisoning
+        at = ("families", "poisoning")
+        for field, values, known in (("attacks", p.attacks, [NO_ATTACK, *ATTACKS]),
+                                     ("algorithms", p.algorithms, list(ALGORITHMS))):
+            seen = set()
+            for i, v in enumerate(values):
+                if v not in known:
+                    out.append((at + (field, i), f"unknown name {v!r}{did_you_mean(v, known)}"))
+                if v in seen:
+                    out.append((at + (field, i), f"{v!r} is listed twice"))
+                seen.add(v)
+        if NO_ATTACK not in p.attacks:
+            out.append((at + ("attacks",), f"needs the no-attack row {NO_ATTACK!r}: the test compares against it"))
+        for i, b in enumerate(p.budgets):
+            if not 0 < b <= 1:
+                out.append((at + ("budgets", i), f"budget {b} is outside (0, 1]: it is a fraction of the training set"))
+        if len(set(p.budgets)) != len(p.budgets):
+            out.append((at + ("budgets",), "a budget is listed twice"))
+        used_attacks = {a for a in p.attacks if a != NO_ATTACK}
+        used_algorithms = set(p.algorithms)
+    if fam.random_baseline:
+        alg = fam.random_baseline.algorithm
+        if alg not in ALGORITHMS:
+            out.append((("families", "random_baseline", "algorithm"), f"unknown name {alg!r}{did_you_mean(alg, ALGORITHMS)}"))
+        used_algorithms.add(alg)
+    for pname, prof in m.profiles.items():
+        at = ("profiles", pname)
+        if prof.dataset.name not in DATASETS:
+            out.append((at + ("dataset", "name"), f"unknown dataset {prof.dataset.name!r}{did_you_mean(prof.dataset.name, DATASETS)}"))
+        if prof.dataset.name == "npz" and not prof.dataset.path:
+            out.append((at + ("dataset", "path"), "dataset npz needs a path to a .npz file"))
+        for section, registry, used in (("attacks", ATTACKS, used_attacks), ("algorithms", ALGORITHMS, used_algorithms)):
+            for name, params in getattr(prof, section).items():
+                if name not in registry:
+                    out.append((at + (section, name), f"unknown name {name!r}{did_you_mean(name, registry)}"))
+                    continue
+                if name not in used:
+                    out.append((at + (section, name), f"{name!r} is not used by any family; a profile sets numbers, "
+                                                      f"it cannot add rows"))
+                try:
+                    registry[name].Params.model_validate(params)
+                except ValidationError as e:
+                    for loc, msg in _pydantic_problems(e, params):
+                        out.append((at + (section, name) + loc, msg))
+    return out
+
+
+class Suite:
+    """A validated suite file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        data, self.lines = load_with_lines(self.path)
+        if not isinstance(data, dict):
+            raise SuiteError([(str(self.path), 1, "", "the top level must be a mapping")])
+        try:
+            self.model = SuiteModel.model_validate(data)
+        except ValidationError as e:
+            self._raise(_pydantic_problems(e, data))
+        problems = _semantic_problems(self.model)
+        if problems:
+            self._raise(problems)
+
+    def _raise(self, problems: list[tuple[tuple, str]]):
+        raise SuiteError([(str(self.path), line_of(self.lines, loc), dotted(loc), msg) for loc, msg in problems])
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.model.profiles:
+            raise SuiteError([(str(self.path), line_of(self.lines, ("profiles",)), "profiles",
+                               f"no profile {name!r}{did_you_mean(name, self.model.profiles)}")])
+        return self.model.profiles[name]

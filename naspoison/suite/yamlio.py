@@ -1,0 +1,129 @@
+"""YAML reading that keeps every value's line, rejects duplicate keys and avoids YAML 1.1 traps.
+
+Scalars are resolved with the YAML 1.2 core schema: only true/false are booleans (``no``, ``on``,
+``yes`` stay strings, and a bool field then rejects them with a hint), and ``1e-2`` is a float.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple  # a location inside the document: ("families", "poisoning", "budgets", 2)
+
+
+class SuiteError(Exception):
+    """One or more problems in a suite file; each carries file, line and key path."""
+
+    def __init__(self, problems: list[tuple[str, int | None, str, str]]):
+        self.problems = problems  # (file, line, key path, message)
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        out = []
+        for file, line, key, msg in self.problems:
+            where = f"{file}:{line}" if line else file
+            out.append(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
+        return out
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+# YAML 1.2 core schema resolvers instead of PyYAML's YAML 1.1 ones.
+_Loader.yaml_implicit_resolvers = {}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                              list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _bool12(loader, node):
+    return node.value.lower() == "true"
+
+
+def _int12(loader, node):
+    v = node.value
+    return int(v, 8) if v.startswith("0o") else int(v, 16) if v.startswith("0x") else int(v)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:bool", _bool12)
+_Loader.add_constructor("tag:yaml.org,2002:int", _int12)
+
+YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n", "Yes", "No", "On", "Off", "YES", "NO", "ON", "OFF", "Y", "N"}
+
+
+def load_with_lines(path: str | Path) -> tuple[Any, dict[Path_, int]]:
+    """Parse ``path``; return the data and a map from key path to 1-based line number."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SuiteError([(str(path), None, "", f"cannot read: {e.strerror}")]) from None
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise SuiteError([(str(path), mark.line + 1 if mark else None, "", f"not valid YAML: {e.problem if hasattr(e, 'problem') else e}")]) from None
+    if root is None:
+        raise SuiteError([(str(path), 1, "", "the file is empty")])
+    lines: dict[Path_, int] = {}
+    problems: list[tuple[str, int | None, str, str]] = []
+    loader = _Loader("")
+
+    def build(node, at: Path_):
+        lines.setdefault(at, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out = {}
+            for knode, vnode in node.value:
+                key = loader.construct_object(knode, deep=True)
+                if not isinstance(key, str):
+                    problems.append((str(path), knode.start_mark.line + 1, dotted(at),
+                                     f"key {key!r} must be a string"))
+                    key = str(key)
+                if key in out:
+                    problems.append((str(path), knode.start_mark.line + 1, dotted(at + (key,)),
+                                     f"duplicate key (first given on line {lines[at + (key,)]})"))
+                    continue
+                lines[at + (key,)] = knode.start_mark.line + 1
+                out[key] = build(vnode, at + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [build(item, at + (i,)) for i, item in enumerate(node.value)]
+        if node.tag.startswith("tag:yaml.org,2002:") or node.tag == "!":
+            return loader.construct_object(node, deep=True)
+        problems.append((str(path), node.start_mark.line + 1, dotted(at), f"tag {node.tag} is not allowed"))
+        return None
+
+    try:
+        data = build(root, ())
+    except yaml.YAMLError as e:
+        raise SuiteError([(str(path), None, "", f"not valid YAML: {e}")]) from None
+    if problems:
+        raise SuiteError(problems)
+    return data, lines
+
+
+def dotted(at: Path_) -> str:
+    s = ""
+    for part in at:
+        s += f"[{part}]" if isinstance(part, int) else (f".{part}" if s else str(part))
+    return s
+
+
+def line_of(lines: dict[Path_, int], at: Path_) -> int | None:
+    """The line of the deepest known prefix of ``at``."""
+    at = tuple(at)
+    while at:
+        if at in lines:
+            return lines[at]
+        at = at[:-1]
+    return lines.get(())

@@ -1,0 +1,129 @@
+"""The retraining recipe shared by every family (P-DARTS's CIFAR evaluation defaults, paper §4.1).
+
+SGD + cosine, momentum 0.9, wd 3e-4, grad clip 5, crop+flip+cutout on the device, auxiliary
+loss weight 0.4, drop-path ramped linearly over the epochs, and the **final-epoch** test accuracy
+(never the best epoch on the test set).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+from pydantic import BaseModel, ConfigDict, Field
+
+from naspoison.data.augment import DeviceImages, augment, channel_stats, cutout
+from naspoison.data.datasets import ImageData
+from naspoison.spaces.darts import EvalNetwork, Genotype, count_parameters
+
+
+class Recipe(BaseModel):
+    """Published values are the defaults (P-DARTS ``train_cifar.py``: 600 epochs, 36 channels, 20 cells)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    epochs: int = Field(600, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(0.025, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(3e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+    init_channels: int = Field(36, gt=0)
+    layers: int = Field(20, ge=3)
+    auxiliary_weight: float = Field(0.4, ge=0)
+    drop_path_prob: float = Field(0.3, ge=0, lt=1)
+    crop_padding: int = Field(4, ge=0)
+    flip: bool = True
+    cutout: int = Field(16, ge=0)
+    eval_batch_size: int = Field(500, gt=0)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device):
+    # bf16 on CUDA; plain fp32 on CPU so CPU results stay exact and deterministic
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DeviceImages, batch_size: int) -> float:
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=data.x.device)
+    with _autocast(data.x.device):
+        for i in range(0, len(data), batch_size):
+            logits, _ = model(data.normalise(data.x[i:i + batch_size]))
+            correct += (logits.argmax(1) == data.y[i:i + batch_size]).sum()
+    return correct.item() / len(data)
+
+
+def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: int,
+                   device: torch.device | str = "cpu",
+                   on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Train ``genotype`` from scratch on ``data`` (clean) and return the final-epoch test accuracy,
+    per-epoch curves, parameter count and wall time. Deterministic on CPU for a given seed."""
+    device = torch.device(device)
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    h, w, c = data.shape
+    mean, std = channel_stats(data.x_train)
+    train = DeviceImages(data.x_train, data.y_train, device, mean, std)
+    test = DeviceImages(data.x_test, data.y_test, device, mean, std)
+    model = EvalNetwork(genotype, recipe.init_channels, recipe.layers, data.num_classes, in_channels=c,
+                        auxiliary=recipe.auxiliary_weight > 0, image_size=h).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                          weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    criterion = nn.CrossEntropyLoss()
+    curves: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "test_acc": [], "lr": []}
+    n = len(train)
+    steps = math.ceil(n / recipe.batch_size)
+    for epoch in range(recipe.epochs):
+        model.train()
+        model.drop_path_prob = recipe.drop_path_prob * epoch / recipe.epochs
+        perm = torch.randperm(n, generator=gen, device=device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        for s in range(steps):
+            idx = perm[s * recipe.batch_size:(s + 1) * recipe.batch_size]
+            xb = augment(train.x[idx], gen, recipe.crop_padding, recipe.flip)
+            xb = cutout(train.normalise(xb), gen, recipe.cutout)
+            yb = train.y[idx]
+            with _autocast(device):
+                logits, aux = model(xb)
+                loss = criterion(logits, yb)
+                if aux is not None:
+                    loss = loss + recipe.auxiliary_weight * criterion(aux, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
+        curves["lr"].append(sched.get_last_lr()[0])
+        sched.step()
+        curves["train_loss"].append(loss_sum.item() / n)  # one host sync per epoch, not per step
+        curves["train_acc"].append(correct.item() / n)
+        curves["test_acc"].append(evaluate(model, test, recipe.eval_batch_size))
+        if not all(math.isfinite(v) for v in (curves["train_loss"][-1],)):
+            raise FloatingPointError(f"training diverged at epoch {epoch}: loss {curves['train_loss'][-1]}")
+        if on_epoch:
+            on_epoch(epoch, {k: v[-1] for k, v in curves.items()})
+    return {
+        "test_acc": curves["test_acc"][-1],  # final epoch, by design
+        "curves": curves,
+        "params": count_parameters(model),
+        "train_seconds": time.perf_counter() - t0,
+        "n_train": n,
+        "n_test": len(test),
+    }
