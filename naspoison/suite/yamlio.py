@@ -58,6 +58,7 @@ def _int12(loader, node):
 _Loader.add_constructor("tag:yaml.org,2002:bool", _bool12)
 _Loader.add_constructor("tag:yaml.org,2002:int", _int12)
 
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n", "Yes", "No", "On", "Off", "YES", "NO", "ON", "OFF", "Y", "N"}
 
 
@@ -81,6 +82,9 @@ def load_with_lines(path: str | Path) -> tuple[Any, dict[Path_, int]]:
 
     def build(node, at: Path_):
         lines.setdefault(at, node.start_mark.line + 1)
+        if node.tag not in _PLAIN_TAGS:  # no !!python/object or other constructors, ever
+            problems.append((str(path), node.start_mark.line + 1, dotted(at), f"tag {node.tag} is not allowed"))
+            return None
         if isinstance(node, yaml.MappingNode):
             out = {}
             for knode, vnode in node.value:
@@ -98,10 +102,7 @@ def load_with_lines(path: str | Path) -> tuple[Any, dict[Path_, int]]:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [build(item, at + (i,)) for i, item in enumerate(node.value)]
-        if node.tag.startswith("tag:yaml.org,2002:") or node.tag == "!":
-            return loader.construct_object(node, deep=True)
-        problems.append((str(path), node.start_mark.line + 1, dotted(at), f"tag {node.tag} is not allowed"))
-        return None
+        return loader.construct_object(node, deep=True)
 
     try:
         data = build(root, ())

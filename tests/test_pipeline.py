@@ -1,0 +1,156 @@
+"""End to end through suite -> store -> run -> report, on the embedded digits (CPU, seconds)."""
+import json
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from conftest import naspoison
+
+from naspoison.store import ResultStore
+
+
+def computed(out: str) -> dict:
+    """Cells a run computed, from its one-line-per-finished-cell log."""
+    counts = {}
+    for stage in re.findall(r"^\[\d+/\d+ trials\] (\w+)", out, flags=re.M):
+        counts[stage] = counts.get(stage, 0) + 1
+    return counts
+
+
+def files(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.glob("*/*.json"))}
+
+
+def test_run_rerun_check_and_report(tiny):
+    d = tiny(seeds=2, epochs=1)
+    first = naspoison(d, "bench", "suite.yaml", "--profile", "tiny")
+    assert first.returncode == 0, first.stdout + first.stderr
+    # 2 attacks x 2 budgets poison cells; 5 rows x 2 seeds searches (baseline reuses the clean ones);
+    # random genotypes depend on the seed only, so 2 networks are trained and shared by every row
+    assert computed(first.stdout) == {"poison": 4, "search": 10, "train": 2}
+    report = json.loads((d / "reports/tiny/report.json").read_text())
+    assert report["baseline"]["n"] == 2 and report["corrections"]["random"]["n_tests"] == 4
+    clean = next(r for r in report["rows"] if r["attack"] == "none")
+    # the data-free control: every poisoned row equals the no-attack row
+    assert all(r["mean"] == clean["mean"] for r in report["rows"])
+    for ext in ("md", "csv", "tex"):
+        assert (d / f"reports/tiny/report.{ext}").stat().st_size > 0
+
+    before = files(d / "cache")
+    again = naspoison(d, "bench", "suite.yaml", "--profile", "tiny")
+    assert again.returncode == 0 and computed(again.stdout) == {}
+    assert files(d / "cache") == before
+
+    check = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check")
+    assert check.returncode == 0, check.stdout
+    assert "16 cells verified" in check.stdout
+
+    plan = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--plan")
+    assert plan.returncode == 0 and "estimated device time of missing cells: 0.00 h" in plan.stdout
+
+    # a new seed costs only its own cells, and the plan says so before running
+    text = (d / "suite.yaml").read_text().replace("seeds: 2", "seeds: 3")
+    (d / "suite.yaml").write_text(text)
+    plan = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--plan")
+    assert re.search(r"search\s*│\s*5\s*│\s*10", plan.stdout), plan.stdout
+    more = naspoison(d, "bench", "suite.yaml", "--profile", "tiny")
+    assert computed(more.stdout) == {"search": 5, "train": 1}
+
+    # a changed report is caught by --check, which writes nothing
+    rj = d / "reports/tiny/report.json"
+    rj.write_text(rj.read_text().replace('"n": 3', '"n": 4', 1))
+    snapshot = files(d / "cache")
+    bad = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check")
+    assert bad.returncode == 1 and "report differs" in bad.stdout
+    assert files(d / "cache") == snapshot
+
+
+def test_tampered_result_is_flagged_and_never_used(tiny):
+    d = tiny(seeds=2, epochs=1)
+    assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny").returncode == 0
+    train = sorted((d / "cache/train").glob("*.json"))[0]
+    rec = json.loads(train.read_text())
+    rec["result"]["test_acc"] = 1.0  # someone "improves" a result by hand
+    train.write_text(json.dumps(rec))
+
+    verify = naspoison(d, "verify")
+    assert verify.returncode == 1 and f"CORRUPT cache/train/{train.name}" in verify.stdout
+    check = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check")
+    assert check.returncode == 1 and "corrupt" in check.stdout
+    rep = naspoison(d, "report", "suite.yaml", "--profile", "tiny", "--out", "out")
+    assert rep.returncode == 0
+    report = json.loads((d / "out/report.json").read_text())
+    assert all(r["mean"] < 100.0 for r in report["rows"])   # the edited 100% was not read
+    assert "corrupt" in rep.stderr
+    # bench refuses to overwrite it silently either
+    rerun = naspoison(d, "bench", "suite.yaml", "--profile", "tiny")
+    assert rerun.returncode == 1 and json.loads(train.read_text())["result"]["test_acc"] == 1.0
+
+
+def test_kill_9_mid_run_loses_only_the_cell_in_flight(tiny):
+    d = tiny(seeds=4, epochs=3)
+    proc = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((d / "cache").glob("train/*.json"))) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    survived = files(d / "cache")
+    assert any(k.startswith("train/") for k in survived)
+    assert len([k for k in survived if k.startswith("train/")]) < 4, "killed too late to test anything"
+    assert naspoison(d, "verify").returncode == 0         # nothing half-written
+
+    rerun = naspoison(d, "bench", "suite.yaml", "--profile", "tiny")
+    assert rerun.returncode == 0, rerun.stdout
+    after = files(d / "cache")
+    assert all(after[k] == v for k, v in survived.items())  # finished cells kept byte for byte
+    n_new = sum(computed(rerun.stdout).values())
+    assert n_new == len(after) - len(survived)              # only what was missing was computed
+    assert naspoison(d, "verify").returncode == 0
+    assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check").returncode == 0
+    assert not list((d / "cache").glob("*/.tmp-*")) or naspoison(d, "gc").returncode == 0
+
+
+def test_two_bench_processes_on_one_store(tiny):
+    d = tiny(seeds=3, epochs=2)
+    procs = [naspoison(d, "bench", "suite.yaml", "--profile", "tiny", wait=False) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    totals = {}
+    for out in outs:
+        for k, v in computed(out).items():
+            totals[k] = totals.get(k, 0) + v
+    assert totals == {"poison": 4, "search": 15, "train": 3}   # every cell computed exactly once
+    store = ResultStore(d / "cache", read_only=True)
+    paths = list(store.iter_files())
+    assert len(paths) == 22 and len({p.stem for p in paths}) == 22
+    for p in paths:
+        store.load_file(p)
+    assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check").returncode == 0
+
+
+def test_two_workers_shards_and_only(tiny):
+    d = tiny(seeds=2, epochs=1)
+    out = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--only", "attack=none,seed=0")
+    assert out.returncode == 0 and computed(out.stdout) == {"search": 1, "train": 1}
+    for i in range(2):
+        out = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--shard", f"{i}/2")
+        assert out.returncode == 0, out.stdout
+    assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check").returncode == 1  # no report yet
+    shutil.rmtree(d / "cache")
+    out = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--workers", "2")
+    assert out.returncode == 0, out.stdout
+    assert computed(out.stdout) == {"poison": 4, "search": 10, "train": 2}
+    assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check").returncode == 0
+
+
+def test_merge_is_a_union_of_files(tiny):
+    d = tiny(seeds=2, epochs=1)
+    assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--shard", "0/2", "--store", "a").returncode == 0
+    assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--shard", "1/2", "--store", "b").returncode == 0
+    merged = naspoison(d, "merge", "a", "b", "--store", "m")
+    assert merged.returncode == 0, merged.stdout
+    assert set(files(d / "m")) == set(files(d / "a")) | set(files(d / "b"))
+    assert naspoison(d, "report", "suite.yaml", "--profile", "tiny", "--store", "m").returncode == 0
