@@ -65,7 +65,7 @@ def _write_reports(report: dict, out: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------- bench
 def cmd_bench(args) -> int:
-    suite, trials, skipped = _load(args)
+    _, trials, skipped = _load(args)
     if not trials:
         raise UsageError(f"no trial of profile {args.profile!r} matches --only {args.only!r}")
     if args.check:
@@ -118,13 +118,20 @@ class _Progress:
     """A live rich display on a terminal; one plain line per finished cell otherwise."""
 
     def __init__(self, total: int, console):
-        self.total, self.console, self.done = total, console, 0
+        self.total, self.console = total, console
+        self.finished: set[str] = set()  # trial labels; several workers report the same trial
         self.live = console.is_terminal
         self.progress = None
 
     def __enter__(self):
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), console=self.console)
@@ -139,12 +146,12 @@ class _Progress:
     def emit(self, event: dict) -> None:
         kind = event["kind"]
         if kind == "trial":
-            self.done += 1
+            self.finished.add(event["label"])
             if self.progress:
-                self.progress.update(self.task, completed=min(self.done, self.total))
+                self.progress.update(self.task, completed=len(self.finished))
             return
         if kind == "done":
-            line = f"[{self.done}/{self.total} trials] {event['stage']:<6} {event['label']} ({event['seconds']:.1f} s)"
+            line = f"[{len(self.finished)}/{self.total} trials] {event['stage']:<6} {event['label']} ({event['seconds']:.1f} s)"
         else:
             line = f"FAILED {event.get('stage', '')} {event['label']}: {event['error']}"
         if self.progress:

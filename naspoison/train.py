@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats, cutout
 from naspoison.data.datasets import ImageData
@@ -72,7 +72,7 @@ def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: in
     device = torch.device(device)
     seed_everything(seed)
     t0 = time.perf_counter()
-    h, w, c = data.shape
+    h, _, c = data.shape
     mean, std = channel_stats(data.x_train)
     train = DeviceImages(data.x_train, data.y_train, device, mean, std)
     test = DeviceImages(data.x_test, data.y_test, device, mean, std)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from naspoison.attacks import ATTACKS, Poison, poison_count
-from naspoison.attacks.gaussian_noise import GaussianNoiseParams
 from naspoison.attacks.base import NoParams
+from naspoison.attacks.gaussian_noise import GaussianNoiseParams
 from naspoison.data.datasets import make_image_data
 
 

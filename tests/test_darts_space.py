@@ -2,8 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from naspoison.spaces.darts import (DARTS_V2, EDGES, OP_NAMES, OPS, PDARTS, EvalNetwork, Genotype, count_parameters,
-                                    drop_path, sample_genotype)
+from naspoison.spaces.darts import (
+    DARTS_V2,
+    EDGES,
+    OP_NAMES,
+    OPS,
+    PDARTS,
+    EvalNetwork,
+    Genotype,
+    count_parameters,
+    drop_path,
+    sample_genotype,
+)
 
 
 @pytest.mark.parametrize("genotype, published_millions, exact", [

@@ -14,7 +14,7 @@ from naspoison.store import ResultStore
 def computed(out: str) -> dict:
     """Cells a run computed, from its one-line-per-finished-cell log."""
     counts = {}
-    for stage in re.findall(r"^\[\d+/\d+ trials\] (\w+)", out, flags=re.M):
+    for stage in re.findall(r"^\[\d+/\d+ trials\] (\w+)", out, flags=re.MULTILINE):
         counts[stage] = counts.get(stage, 0) + 1
     return counts
 

@@ -1,6 +1,5 @@
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -80,9 +79,8 @@ def test_read_only_store_refuses_every_write(tmp_path):
         ro.put(spec(1), {"a": 1})
     with pytest.raises(ReadOnlyStore):
         ro.record_failure(spec(1), RuntimeError("x"))
-    with pytest.raises(ReadOnlyStore):
-        with ro.claim("k"):
-            pass
+    with pytest.raises(ReadOnlyStore), ro.claim("k"):
+        pass
 
 
 def test_failures_are_kept_apart_and_cleared_on_success(tmp_path):
@@ -101,7 +99,7 @@ def test_claim_is_exclusive_and_dead_holders_are_reclaimed(tmp_path):
         with store.claim("k") as second:
             assert not second
     # a lock left by a process that died (kill -9) is taken over
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=False, capture_output=True, text=True)
     (tmp_path / ".locks").mkdir(exist_ok=True)
     import socket
     (tmp_path / ".locks" / "k.lock").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))

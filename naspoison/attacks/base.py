@@ -47,7 +47,7 @@ class Poison:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> "Poison":
+    def from_bytes(cls, blob: bytes) -> Poison:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             return cls(z["indices"], z["labels"] if "labels" in z else None,
                        z["images"] if "images" in z else None)

@@ -33,7 +33,7 @@ class GaussianNoise:
         new = np.clip(x + delta, 0, 255).astype(np.uint8)
         realised = np.abs(new.astype(np.int16) - x)
         return Poison(idx, images=new, summary={
-            "n_poisoned": int(len(idx)),
+            "n_poisoned": len(idx),
             "linf_bound_pixels": bound,
             "linf_max_pixels": int(realised.max()),
             "l2_mean": float(np.sqrt(((realised / 255.0) ** 2).reshape(len(idx), -1).sum(1)).mean()),

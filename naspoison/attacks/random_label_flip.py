@@ -19,7 +19,7 @@ class RandomLabelFlip:
         # y' = (y + U{1..C-1}) mod C: uniform over the other C-1 classes, never the same label
         new = (old + rng.integers(1, data.num_classes, size=len(idx))) % data.num_classes
         return Poison(idx, labels=new.astype(np.int64), summary={
-            "n_poisoned": int(len(idx)),
+            "n_poisoned": len(idx),
             "new_label_histogram": np.bincount(new, minlength=data.num_classes).tolist(),
             "old_label_histogram": np.bincount(old, minlength=data.num_classes).tolist(),
         })

@@ -7,9 +7,9 @@ scikit-learn digits that ship with the install.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -158,5 +158,3 @@ def load_dataset(spec: DatasetSpec | dict) -> ImageData:
         _CACHE[memo] = replace(data, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
     return _CACHE[memo]
 
-
-Modality = Literal["labels", "images"]

@@ -5,8 +5,8 @@ from published summary statistics (mean, sample std, n) alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -19,7 +19,7 @@ class Summary:
     std: float  # sample std (ddof=1); 0.0 when n < 2
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Summary":
+    def of(cls, values: Sequence[float]) -> Summary:
         a = np.asarray(values, dtype=np.float64)
         if a.size == 0:
             return cls(0, math.nan, math.nan)

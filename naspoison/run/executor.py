@@ -7,8 +7,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from naspoison.run import stages
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
@@ -23,7 +23,7 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)         # "label (stage): error"
     trials_done: int = 0
 
-    def merge(self, other: "RunSummary") -> None:
+    def merge(self, other: RunSummary) -> None:
         for k, v in other.computed.items():
             self.computed[k] = self.computed.get(k, 0) + v
         self.failed += other.failed
@@ -141,10 +141,13 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
         while not result.ready():
             _drain(queue, emit, timeout=0.2)
         _drain(queue, emit, timeout=0)
-        for s in result.get():
-            total.merge(s)
+        summaries = result.get()
     manager.shutdown()
-    total.trials_done = len(trials) - len({f.split(':')[0] for f in total.failed})
+    for s in summaries:
+        total.merge(s)
+    # every worker walks every trial (finding others' cells cached), so count trials once
+    total.trials_done = max(s.trials_done for s in summaries)
+    total.failed = sorted(set(total.failed))
     return total
 
 

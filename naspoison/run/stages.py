@@ -106,7 +106,7 @@ def _static_provenance() -> dict:
     import naspoison
 
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True, timeout=5,
                              cwd=os.path.dirname(__file__)).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         rev = None

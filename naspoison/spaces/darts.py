@@ -7,13 +7,13 @@ the evaluation network from a genotype. The supernet of later searches builds on
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 OP_NAMES: tuple[str, ...] = (
     "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
@@ -139,7 +139,7 @@ class Genotype:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Genotype":
+    def from_dict(cls, d: dict) -> Genotype:
         unknown = set(d) - {"normal", "normal_concat", "reduce", "reduce_concat"}
         if unknown:
             raise ValueError(f"unknown genotype fields {sorted(unknown)}")
@@ -151,7 +151,7 @@ class Genotype:
         )
 
     @classmethod
-    def from_json(cls, s: str) -> "Genotype":
+    def from_json(cls, s: str) -> Genotype:
         return cls.from_dict(json.loads(s))
 
 

@@ -16,10 +16,10 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from naspoison.store.keys import canonical_json, content_key
 

@@ -138,8 +138,8 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
                     out.append((at + (section, name), f"unknown name {name!r}{did_you_mean(name, registry)}"))
                     continue
                 if name not in used:
-                    out.append((at + (section, name), f"{name!r} is not used by any family; a profile sets numbers, "
-                                                      f"it cannot add rows"))
+                    out.append((at + (section, name), (f"{name!r} is not used by any family; a profile sets "
+                                                       "numbers, it cannot add rows")))
                 try:
                     registry[name].Params.model_validate(params)
                 except ValidationError as e:
