@@ -7,7 +7,6 @@ loss weight 0.4, drop-path ramped linearly over the epochs, and the **final-epoc
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -71,7 +70,6 @@ def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: in
     per-epoch curves, parameter count and wall time. Deterministic on CPU for a given seed."""
     device = torch.device(device)
     seed_everything(seed)
-    t0 = time.perf_counter()
     h, _, c = data.shape
     mean, std = channel_stats(data.x_train)
     train = DeviceImages(data.x_train, data.y_train, device, mean, std)
@@ -123,7 +121,6 @@ def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: in
         "test_acc": curves["test_acc"][-1],  # final epoch, by design
         "curves": curves,
         "params": count_parameters(model),
-        "train_seconds": time.perf_counter() - t0,
         "n_train": n,
         "n_test": len(test),
     }
