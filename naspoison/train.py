@@ -67,7 +67,7 @@ def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: in
                    device: torch.device | str = "cpu",
                    on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Train ``genotype`` from scratch on ``data`` (clean) and return the final-epoch test accuracy,
-    per-epoch curves, parameter count and wall time. Deterministic on CPU for a given seed."""
+    per-epoch curves and parameter count (wall time is in the record's provenance). Deterministic on CPU for a given seed."""
     device = torch.device(device)
     seed_everything(seed)
     h, _, c = data.shape
