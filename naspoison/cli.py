@@ -31,7 +31,7 @@ def _console():
     return Console(stderr=False, highlight=False)
 
 
-def _load(args) -> tuple[Suite, list]:
+def _load(args) -> tuple[Suite, list, list[str]]:
     from naspoison.suite.expand import expand, select, shard
 
     suite = Suite(args.suite)
@@ -161,23 +161,25 @@ class _Progress:
 
 
 def _plan(args, trials, skipped, store: ResultStore) -> int:
-    from naspoison.run import stages
-
     cells: dict[str, dict[str, str]] = {"poison": {}, "search": {}, "train": {}}
     users: dict[str, int] = {}
     train_unknown = 0
     for t in trials:
-        for spec in (t.poison, t.search):
-            if spec is None:
-                continue
-            k = content_key(spec)
+        if t.poison is not None:
+            k = content_key(t.poison)
             users[k] = users.get(k, 0) + 1
-            cells[spec["stage"]][k] = "cached" if store.has(spec["stage"], k) else "run"
-        rec = store.get("search", content_key(t.search)) if cells["search"][content_key(t.search)] == "cached" else None
+            cells["poison"][k] = "cached" if store.has("poison", k) else "run"
+        k = content_key(t.search)
+        users[k] = users.get(k, 0) + 1
+        try:
+            rec = store.get("search", k)
+        except CorruptRecord:
+            rec = None
+        cells["search"][k] = "run" if rec is None else "cached"
         if rec is None:
             train_unknown += 1
             continue
-        tspec = stages.train_spec(rec.result["genotype"], t.recipe, t.dataset, t.seed)
+        tspec = t.train_spec(rec.result["genotype"])
         k = content_key(tspec)
         users[k] = users.get(k, 0) + 1
         cells["train"][k] = "cached" if store.has("train", k) else "run"
@@ -261,7 +263,6 @@ def cmd_report(args) -> int:
         except (OSError, ValueError) as e:
             raise UsageError(str(e)) from None
         report = analyse(trials, baseline)
-        out = Path(args.out) if args.out else None
     else:
         if not args.suite:
             raise UsageError("report needs a SUITE (with --profile) or --trials CSV")
@@ -270,10 +271,9 @@ def cmd_report(args) -> int:
         if col.missing or col.corrupt:
             print(f"note: {len(col.missing)} cells missing, {len(col.corrupt)} corrupt (not used); "
                   f"run `naspoison bench` / `naspoison verify`", file=sys.stderr)
-        out = Path(args.out) if args.out else None
     _console().print(to_console(report))
-    if out:
-        for p in _write_reports(report, out):
+    if args.out:
+        for p in _write_reports(report, Path(args.out)):
             print(f"wrote {p}")
     return 0
 

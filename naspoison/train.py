@@ -113,7 +113,7 @@ def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: in
         curves["train_loss"].append(loss_sum.item() / n)  # one host sync per epoch, not per step
         curves["train_acc"].append(correct.item() / n)
         curves["test_acc"].append(evaluate(model, test, recipe.eval_batch_size))
-        if not all(math.isfinite(v) for v in (curves["train_loss"][-1],)):
+        if not math.isfinite(curves["train_loss"][-1]):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {curves['train_loss'][-1]}")
         if on_epoch:
             on_epoch(epoch, {k: v[-1] for k, v in curves.items()})

@@ -6,7 +6,6 @@ scikit-learn digits that ship with the install.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,14 +41,6 @@ class ImageData:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
-
-    def fingerprint(self) -> str:
-        """sha256 over the arrays; lets a record say exactly which data it saw."""
-        h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
-            h.update(str(a.shape).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
 
 
 def _nhwc(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from naspoison.report.analysis import TrialAccuracy
-from naspoison.run import stages
 from naspoison.store import CorruptRecord, ResultStore, content_key
 from naspoison.suite.expand import Trial
 
@@ -44,7 +43,7 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
         if found is None:
             out.missing.append(f"train (after search) {t.label}")
             continue
-        tspec = stages.train_spec(found.result["genotype"], t.recipe, t.dataset, t.seed)
+        tspec = t.train_spec(found.result["genotype"])
         out.train_keys.add(content_key(tspec))
         trained = get(tspec, t.label)
         if trained is None:

@@ -34,8 +34,9 @@ class _Blocked(Exception):
     """Another live worker holds this cell."""
 
 
-def _ensure(store: ResultStore, spec: dict, compute: Callable[[], dict], label: str,
+def _ensure(store: ResultStore, spec: dict, compute: Callable[[str], dict], device: str, label: str,
             emit: Callable[[Event], None], summary: RunSummary) -> dict:
+    """The cell's result: read from the store, or claimed, computed on ``device`` and stored."""
     stage, key = spec["stage"], content_key(spec)
     rec = store.get(stage, key)  # CorruptRecord propagates: never overwrite a bad file silently
     if rec is not None:
@@ -47,7 +48,7 @@ def _ensure(store: ResultStore, spec: dict, compute: Callable[[], dict], label: 
         if rec is not None:
             return rec.result
         t0 = time.perf_counter()
-        result = compute()
+        result = stages.run_stage(store, spec, compute, device)
         summary.computed[stage] = summary.computed.get(stage, 0) + 1
         emit({"kind": "done", "stage": stage, "label": label, "key": key,
               "seconds": time.perf_counter() - t0})
@@ -56,17 +57,14 @@ def _ensure(store: ResultStore, spec: dict, compute: Callable[[], dict], label: 
 
 def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
               emit: Callable[[Event], None], summary: RunSummary) -> None:
-    ds = trial.dataset
+    ds, label = trial.dataset, trial.label
     if trial.poison is not None:
-        _ensure(store, trial.poison, lambda: stages.run_stage(
-            store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d), device),
-            trial.label, emit, summary)
-    found = _ensure(store, trial.search, lambda: stages.run_stage(
-        store, trial.search, lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d), device),
-        trial.label, emit, summary)
-    tspec = stages.train_spec(found["genotype"], trial.recipe, ds, trial.seed)
-    _ensure(store, tspec, lambda: stages.run_stage(
-        store, tspec, lambda d: stages.compute_train(tspec, ds, d), device), trial.label, emit, summary)
+        _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d),
+                device, label, emit, summary)
+    found = _ensure(store, trial.search, lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d),
+                    device, label, emit, summary)
+    tspec = trial.train_spec(found["genotype"])
+    _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d), device, label, emit, summary)
 
 
 def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache, device: str = "cpu",
@@ -105,7 +103,7 @@ def _failing_spec(trial: Trial, store: ResultStore) -> dict:
         if spec is not None and not store.has(spec["stage"], content_key(spec)):
             return spec
     found = store.get("search", content_key(trial.search)).result
-    return stages.train_spec(found["genotype"], trial.recipe, trial.dataset, trial.seed)
+    return trial.train_spec(found["genotype"])
 
 
 # ----------------------------------------------------------------------------- many workers

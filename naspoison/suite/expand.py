@@ -32,6 +32,10 @@ class Trial:
         row = self.attack if self.budget is None else f"{self.attack}@{self.budget:g}"
         return f"{self.family}/{row}/{self.algorithm}/seed={self.seed}"
 
+    def train_spec(self, genotype: dict) -> dict:
+        """The train cell, once the search has produced ``genotype``."""
+        return stages.train_spec(genotype, self.recipe, self.dataset, self.seed)
+
     def fields(self) -> dict:
         return {"family": self.family, "attack": self.attack, "budget": self.budget,
                 "algorithm": self.algorithm, "seed": self.seed}

@@ -71,7 +71,7 @@ def did_you_mean(name: str, options) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(map(str, options)))}"
 
 
-def _pydantic_problems(err: ValidationError, data: Any) -> list[tuple[tuple, str]]:
+def _pydantic_problems(err: ValidationError) -> list[tuple[tuple, str]]:
     out = []
     known = _all_field_names()
     for e in err.errors():
@@ -143,7 +143,7 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
                 try:
                     registry[name].Params.model_validate(params)
                 except ValidationError as e:
-                    for loc, msg in _pydantic_problems(e, params):
+                    for loc, msg in _pydantic_problems(e):
                         out.append((at + (section, name) + loc, msg))
     return out
 
@@ -159,7 +159,7 @@ class Suite:
         try:
             self.model = SuiteModel.model_validate(data)
         except ValidationError as e:
-            self._raise(_pydantic_problems(e, data))
+            self._raise(_pydantic_problems(e))
         problems = _semantic_problems(self.model)
         if problems:
             self._raise(problems)
