@@ -150,6 +150,12 @@ class _Progress:
             if self.progress:
                 self.progress.update(self.task, completed=len(self.finished))
             return
+        if kind == "log":  # a long cell's progress: the live bar shows the latest, a log file keeps every line
+            if self.progress:
+                self.progress.update(self.task, description=f"trials | {event['label']}: {event['message']}"[:120])
+            else:
+                print(f"  {event['label']}: {event['message']}", flush=True)
+            return
         if kind == "done":
             line = f"[{len(self.finished)}/{self.total} trials] {event['stage']:<6} {event['label']} ({event['seconds']:.1f} s)"
         else:
@@ -162,6 +168,7 @@ class _Progress:
 
 def _plan(args, trials, skipped, store: ResultStore) -> int:
     cells: dict[str, dict[str, str]] = {"poison": {}, "search": {}, "train": {}}
+    kind: dict[str, str] = {}  # cell key -> its cost class (see _cost_class)
     users: dict[str, int] = {}
     train_unknown = 0
     for t in trials:
@@ -170,6 +177,7 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
             users[k] = users.get(k, 0) + 1
             cells["poison"][k] = "cached" if store.has("poison", k) else "run"
         k = content_key(t.search)
+        kind[k] = _cost_class(t.search)
         users[k] = users.get(k, 0) + 1
         try:
             rec = store.get("search", k)
@@ -196,21 +204,29 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
         run = sum(v == "run" for v in d.values())
         extra = train_unknown if stage == "train" else 0
         shared = sum(1 for k in d if users.get(k, 0) > 1)
-        per = est.get(stage)
-        cost = "-" if not run + extra else (f"{(run + extra) * per / 3600:.2f} h" if per else "no timings yet")
-        if per:
-            total_s += (run + extra) * per
-        elif run + extra:
+        # a search costs what recorded searches of the same algorithm cost; other stages by stage
+        per_cell = [est.get(kind.get(k, stage)) for k, v in d.items() if v == "run"] + [est.get(stage)] * extra
+        known = [x for x in per_cell if x is not None]
+        cost = "-" if not per_cell else (f"{sum(known) / 3600:.2f} h" if known else "no timings yet")
+        if len(known) < len(per_cell):
             unknown = True
+            if known:
+                cost += f" + {len(per_cell) - len(known)} untimed"
+        total_s += sum(known)
         run_s = f"{run}" + (f" + ≤{extra} after search" if extra else "")
         table.add_row(stage, run_s, str(sum(v == "cached" for v in d.values())), str(shared), cost)
     con.print(table)
     con.print(f"estimated device time of missing cells: {total_s / 3600:.2f} h"
               + (" (plus cells of stages with no recorded timings)" if unknown else "")
-              + "; from the median wall time of recorded cells of each stage")
+              + "; from the median wall time of recorded cells of each stage (searches: of each algorithm)")
     for s in skipped:
         con.print(f"not a cell by design: {s}")
     return 0
+
+
+def _cost_class(spec: dict) -> str:
+    """Cells expected to cost alike: a search by its algorithm, anything else by its stage."""
+    return f"search:{spec['params']['algorithm']}" if spec["stage"] == "search" else spec["stage"]
 
 
 def _wall_estimates(store: ResultStore) -> dict[str, float]:
@@ -223,6 +239,8 @@ def _wall_estimates(store: ResultStore) -> dict[str, float]:
         w = rec.provenance.get("wall_seconds")
         if isinstance(w, (int, float)):
             walls.setdefault(rec.stage, []).append(float(w))
+            if rec.stage == "search":
+                walls.setdefault(_cost_class(rec.spec), []).append(float(w))
     return {k: statistics.median(v) for k, v in walls.items()}
 
 

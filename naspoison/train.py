@@ -47,7 +47,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _autocast(device: torch.device):
+def autocast_for(device: torch.device):
     # bf16 on CUDA; plain fp32 on CPU so CPU results stay exact and deterministic
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
@@ -56,7 +56,7 @@ def _autocast(device: torch.device):
 def evaluate(model: nn.Module, data: DeviceImages, batch_size: int) -> float:
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=data.x.device)
-    with _autocast(data.x.device):
+    with autocast_for(data.x.device):
         for i in range(0, len(data), batch_size):
             logits, _ = model(data.normalise(data.x[i:i + batch_size]))
             correct += (logits.argmax(1) == data.y[i:i + batch_size]).sum()
@@ -97,7 +97,7 @@ def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: in
             xb = augment(train.x[idx], gen, recipe.crop_padding, recipe.flip)
             xb = cutout(train.normalise(xb), gen, recipe.cutout)
             yb = train.y[idx]
-            with _autocast(device):
+            with autocast_for(device):
                 logits, aux = model(xb)
                 loss = criterion(logits, yb)
                 if aux is not None:

@@ -80,3 +80,21 @@ def test_drop_path_zeroes_whole_samples_and_keeps_expectation():
     assert torch.all((per_sample == 0).all(1) | (per_sample == per_sample[:, :1]).all(1))
     assert abs(y.mean().item() - 1.0) < 0.02
     assert torch.equal(drop_path(x, 0.0), x)
+
+
+def test_factorized_reduce_weight_gradients_are_exact_on_channels_last_cpu_input():
+    """Regression: oneDNN's strided 1x1 conv weight gradient on channels_last CPU input is wrong
+    (torch 2.14); FactorizedReduce must give the NCHW gradients whatever the input layout."""
+    from naspoison.spaces.darts import FactorizedReduce
+
+    torch.manual_seed(0)
+    x = torch.randn(32, 6, 8, 8)
+    grads = []
+    for layout in (torch.contiguous_format, torch.channels_last, torch.channels_last):
+        torch.manual_seed(1)
+        op = FactorizedReduce(6, 6, affine=False)
+        y = op(x.contiguous(memory_format=layout))
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in op.parameters()]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+    assert torch.equal(grads[1], grads[2])

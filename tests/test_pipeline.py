@@ -154,3 +154,43 @@ def test_merge_is_a_union_of_files(tiny):
     assert merged.returncode == 0, merged.stdout
     assert set(files(d / "m")) == set(files(d / "a")) | set(files(d / "b"))
     assert naspoison(d, "report", "suite.yaml", "--profile", "tiny", "--store", "m").returncode == 0
+
+
+PDARTS_SUITE = """\
+version: 1
+families:
+  poisoning:
+    attacks: [none, random_label_flip]
+    budgets: [0.5]
+    algorithms: [pdarts]
+  random_baseline: {}
+profiles:
+  tiny:
+    seeds: 1
+    dataset: {name: digits, train_size: 300, test_size: 120}
+    train: {epochs: 1, batch_size: 64, init_channels: 4, layers: 3, crop_padding: 1, flip: false, cutout: 2}
+    algorithms:
+      pdarts: {cells: [3, 3, 3], skip_dropout: [0.0, 0.4, 0.7], epochs: 2, warmup_epochs: 1, batch_size: 32,
+               init_channels: 2, search_size: 96, crop_padding: 1, flip: false}
+"""
+
+
+def test_pdarts_searches_on_the_poisoned_set_and_retrains_on_clean_data(tmp_path):
+    (tmp_path / "suite.yaml").write_text(PDARTS_SUITE)
+    run = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "stage 3/3 (3 cells, 3 ops/edge) epoch 2" in run.stdout  # per-epoch progress reaches the log
+    store = ResultStore(tmp_path / "cache", read_only=True)
+    records = [store.load_file(p) for p in store.iter_files()]
+    searches = {r.spec["upstream"]["poison"]: r for r in records
+                if r.stage == "search" and r.spec["params"]["algorithm"] == "pdarts"}
+    clean, poisoned = searches.pop(None), next(iter(searches.values()))
+    poison = store.get("poison", poisoned.spec["upstream"]["poison"])
+    assert poison.spec["params"]["attack"] == "random_label_flip"
+    # the same seed on half-flipped labels trains the supernet differently from the first epoch on
+    assert clean.result["stages"][0]["curves"]["train_loss"] != poisoned.result["stages"][0]["curves"]["train_loss"]
+    # retraining: the train cell holds only the genotype, recipe, clean dataset and seed — no poison
+    for rec in (r for r in records if r.stage == "train"):
+        assert rec.spec["upstream"] == {} and "poison" not in json.dumps(rec.spec)
+    report = json.loads((tmp_path / "reports/tiny/report.json").read_text())
+    assert "pdarts" in json.dumps(report)

@@ -60,7 +60,14 @@ CASES = [
     ("    dataset: {name: digits}", "    dataset: {name: npz}", 12, "needs a path"),
     ("version: 1\n", "version: 1\nprofiles_extra: !!python/object:os.system {}\n", 2, "not allowed"),
     ("  poisoning:\n", "  poisoning:\n    attacks: [none\n", 5, "not valid YAML"),
+    # P-DARTS's skip-connect dropout depends on the dataset: never a silent default
+    ("algorithms: [random]", "algorithms: [random, pdarts]", 10, "does not set skip_dropout"),
+    ("algorithms: [random]\n", "algorithms: [random, pdarts]\n", 19, "one entry per stage"),
+    ("algorithms: [random]", "algorithms: [random, pdarts]", 19, "must fall strictly from 8 and end at 1"),
 ]
+# the last two cases also append a pdarts block to the demo profile
+PDARTS_BLOCKS = {len(CASES) - 2: "    algorithms:\n      pdarts: {skip_dropout: [0.0, 0.4]}\n",
+                 len(CASES) - 1: "    algorithms:\n      pdarts: {skip_dropout: [0.0, 0.4, 0.7], ops_kept: [5, 3, 2]}\n"}
 
 
 def write(tmp_path, text, name="bad.yaml"):
@@ -79,7 +86,8 @@ def test_good_suite_loads_and_expands(tmp_path):
 @pytest.mark.parametrize("old, new, line, message", CASES, ids=[f"case{i}" for i in range(len(CASES))])
 def test_malformed_suite_is_rejected_with_file_line_and_exit_2(tmp_path, capsys, old, new, line, message):
     assert old in GOOD
-    path = write(tmp_path, GOOD.replace(old, new, 1))
+    case = CASES.index((old, new, line, message))
+    path = write(tmp_path, GOOD.replace(old, new, 1) + PDARTS_BLOCKS.get(case, ""))
     artifacts = tmp_path / "art"
     code = main(["bench", str(path), "--profile", "demo", "--store", str(tmp_path / "store"),
                  "--artifacts", str(artifacts)])

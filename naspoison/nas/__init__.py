@@ -4,8 +4,9 @@ An algorithm has ``name``, ``Params`` (a pydantic model of its hyperparameters),
 (False: label-flip rows are impossible for it) and ``search(data, params, seed, device, log)``
 returning ``{"genotype": {...}, ...}``.
 """
+from naspoison.nas.pdarts import PDARTS
 from naspoison.nas.random_search import RandomSearch
 
-ALGORITHMS = {cls.name: cls for cls in (RandomSearch,)}
+ALGORITHMS = {cls.name: cls for cls in (RandomSearch, PDARTS)}
 
 __all__ = ["ALGORITHMS"]

@@ -14,6 +14,6 @@ class RandomSearch:
     uses_labels = False
     Params = NoParams
 
-    def search(self, data: ImageData, params: NoParams, seed: int, device="cpu", log=print) -> dict:
+    def search(self, data: ImageData, params: NoParams, seed: int, device="cpu", log=None) -> dict:
         genotype = sample_genotype(np.random.default_rng(seed))
         return {"genotype": genotype.to_dict()}

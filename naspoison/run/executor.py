@@ -61,7 +61,11 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
     if trial.poison is not None:
         _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d),
                 device, label, emit, summary)
-    found = _ensure(store, trial.search, lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d),
+    def log(message: str) -> None:
+        emit({"kind": "log", "label": label, "message": message})
+
+    found = _ensure(store, trial.search,
+                    lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d, log),
                     device, label, emit, summary)
     tspec = trial.train_spec(found["genotype"])
     _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d), device, label, emit, summary)

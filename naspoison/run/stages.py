@@ -81,11 +81,13 @@ def compute_poison(spec: dict, dataset: dict, artifacts: ArtifactCache, device: 
     return {"artifact": content_key(spec), **p.summary}
 
 
-def compute_search(spec: dict, poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str) -> dict:
+def compute_search(spec: dict, poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str,
+                   log=None) -> dict:
+    """The search on the (possibly poisoned) training set; ``log(message)`` receives its progress."""
     p = spec["params"]
     alg = ALGORITHMS[p["algorithm"]]()
     data = poisoned_data(poison, dataset, artifacts)
-    out = alg.search(data, alg.Params.model_validate(p["algorithm_params"]), p["seed"], device=device)
+    out = alg.search(data, alg.Params.model_validate(p["algorithm_params"]), p["seed"], device=device, log=log)
     Genotype.from_dict(out["genotype"])  # an algorithm must return a valid genotype
     return out
 

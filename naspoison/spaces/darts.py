@@ -2,7 +2,8 @@
 
 One definition serves everything: ``OPS`` is the whole vocabulary, ``EDGES`` the cell topology,
 ``Genotype`` the plain-data architecture (JSON by op name), and ``Cell``/``EvalNetwork`` build
-the evaluation network from a genotype. The supernet of later searches builds on the same ops.
+the evaluation network from a genotype. The searchable supernet (``darts_supernet``) is built
+from the same ops, edges, strides and input preprocessing.
 """
 from __future__ import annotations
 
@@ -81,6 +82,10 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x):
         x = self.relu(x)
+        if x.device.type == "cpu":
+            # oneDNN's weight gradient of a strided 1x1 conv on channels_last input is wrong on CPU
+            # (torch 2.14: differs run to run and can corrupt the heap); NCHW takes a correct kernel
+            x = x.contiguous()
         shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))  # odd sizes: keep both halves the same shape
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
@@ -202,20 +207,32 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x * mask / keep
 
 
+def reduction_positions(layers: int) -> tuple[int, int]:
+    """Cells that halve the resolution (and double the channels): at 1/3 and 2/3 of the depth."""
+    return layers // 3, 2 * layers // 3
+
+
+def edge_stride(reduction: bool, inp: int) -> int:
+    """In a reduction cell only the edges leaving the two input states stride."""
+    return 2 if reduction and inp < N_INPUTS else 1
+
+
+def preprocess_inputs(c_prev_prev: int, c_prev: int, c: int, reduction_prev: bool, affine: bool) -> tuple[nn.Module, nn.Module]:
+    """Bring both input states to ``c`` channels and one resolution (the older one may be 2x larger)."""
+    pre0 = FactorizedReduce(c_prev_prev, c, affine) if reduction_prev else ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine)
+    return pre0, ReLUConvBN(c_prev, c, 1, 1, 0, affine)
+
+
 class Cell(nn.Module):
     def __init__(self, pairs: Iterable[tuple[str, int]], concat: Iterable[int],
                  c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool):
         super().__init__()
         self.reduction = reduction
-        self.preprocess0 = (FactorizedReduce(c_prev_prev, c) if reduction_prev
-                            else ReLUConvBN(c_prev_prev, c, 1, 1, 0))
-        self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0)
+        self.preprocess0, self.preprocess1 = preprocess_inputs(c_prev_prev, c_prev, c, reduction_prev, affine=True)
         pairs = list(pairs)
         self.inputs = [inp for _, inp in pairs]
         self.concat = list(concat)
-        self.ops = nn.ModuleList(
-            OPS[op](c, 2 if reduction and inp < N_INPUTS else 1, True) for op, inp in pairs
-        )
+        self.ops = nn.ModuleList(OPS[op](c, edge_stride(reduction, inp), True) for op, inp in pairs)
         self.multiplier = len(self.concat)
 
     def forward(self, s0, s1, drop_prob: float = 0.0):
@@ -267,7 +284,7 @@ class EvalNetwork(nn.Module):
         reduction_prev, spatial = False, image_size
         self.auxiliary_head = None
         for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
+            reduction = i in reduction_positions(layers)
             if reduction:
                 c_curr *= 2
                 spatial = (spatial + 1) // 2

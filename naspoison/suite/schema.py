@@ -145,6 +145,17 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
                 except ValidationError as e:
                     for loc, msg in _pydantic_problems(e):
                         out.append((at + (section, name) + loc, msg))
+            for name in sorted(used - set(getattr(prof, section))):
+                # a used name the profile leaves at its defaults: fine unless a value has no default
+                if name not in registry:
+                    continue
+                try:
+                    registry[name].Params.model_validate({})
+                except ValidationError as e:
+                    missing = [".".join(map(str, loc)) for loc, _ in _pydantic_problems(e)]
+                    msg = (f"{section[:-1]} {name!r} is used but the profile does not set "
+                           f"{', '.join(missing)} under {section}.{name}, which has no default")
+                    out.append((at, msg))
     return out
 
 
