@@ -15,13 +15,12 @@ import json
 import statistics
 import time
 
-import numpy as np
 import torch
+from retrain_common import add_retrain_args, retrain_next_to_random
 
 from naspoison.data.datasets import load_dataset
 from naspoison.nas.pdarts import PDARTS, PDARTSParams
-from naspoison.spaces.darts import Genotype, sample_genotype
-from naspoison.train import Recipe, train_genotype
+from naspoison.spaces.darts import Genotype
 
 
 def ints(s: str) -> list[int]:
@@ -38,12 +37,11 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=8, help="supernet init channels (paper: 16)")
     ap.add_argument("--search-size", type=int, default=2000, help="training images the search uses (paper: 50,000)")
     ap.add_argument("--batch-size", type=int, default=64, help="(paper: 96)")
-    ap.add_argument("--random-archs", type=int, default=3)
-    ap.add_argument("--retrain-epochs", type=int, default=5)
-    ap.add_argument("--retrain-channels", type=int, default=8)
-    ap.add_argument("--retrain-layers", type=int, default=5)
+    add_retrain_args(ap)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", help="write every number here as JSON")
+    ap.add_argument("--genotype", help="skip the search: retrain this genotype (JSON, as printed by a run) "
+                                       "next to the random architectures")
     args = ap.parse_args()
 
     data = load_dataset({"name": "npz", "path": args.npz})
@@ -53,6 +51,9 @@ def main() -> None:
     params = PDARTSParams(cells=args.cells, skip_dropout=[0.0, 0.4, 0.7], epochs=args.epochs,
                           warmup_epochs=args.warmup, init_channels=args.channels, batch_size=args.batch_size,
                           search_size=args.search_size)
+    if args.genotype:
+        retrain(Genotype.from_json(args.genotype), data, args, {"search": "skipped (--genotype)"})
+        return
     epochs: list[dict] = []
     t0 = time.perf_counter()
     found = PDARTS().search(data, params, args.seed, device=args.device, log=lambda m: print("  " + m, flush=True),
@@ -71,27 +72,16 @@ def main() -> None:
     print(f"search: {search_seconds:.0f} s; genotype {genotype.to_json()}", flush=True)
     print(f"skip-connect variants: {[(v['cap'], v['banned']) for v in found['skip_variants']]}", flush=True)
 
-    recipe = Recipe(epochs=args.retrain_epochs, batch_size=96, init_channels=args.retrain_channels,
-                    layers=args.retrain_layers)
-    candidates = [("pdarts", genotype)] + [(f"random{i}", sample_genotype(np.random.default_rng(i)))
-                                           for i in range(args.random_archs)]
-    retrained = []
-    for name, g in candidates:
-        t0 = time.perf_counter()
-        out = train_genotype(g, data, recipe, args.seed, device=args.device)
-        retrained.append({"arch": name, "test_acc": out["test_acc"], "params": out["params"],
-                          "s_per_epoch": (time.perf_counter() - t0) / args.retrain_epochs})
-        print(json.dumps(retrained[-1]), flush=True)
-    rand = [100 * r["test_acc"] for r in retrained[1:]]
-    if rand:
-        print(f"retrain ({args.retrain_epochs} epochs, C={args.retrain_channels}, {args.retrain_layers} cells): "
-              f"P-DARTS {100 * retrained[0]['test_acc']:.2f} %; random {np.mean(rand):.2f} ± "
-              f"{np.std(rand, ddof=1) if len(rand) > 1 else 0:.2f} % (n={len(rand)})")
+    retrain(genotype, data, args, {"device": dev, "search_seconds": search_seconds, "per_stage": per_stage,
+                                   "genotype": found["genotype"], "skip_variants": found["skip_variants"],
+                                   "split": found["split"]})
+
+
+def retrain(genotype: Genotype, data, args, record: dict) -> None:
+    retrained = retrain_next_to_random([("pdarts", genotype)], data, args)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "device": dev, "search_seconds": search_seconds, "per_stage": per_stage,
-                       "genotype": found["genotype"], "skip_variants": found["skip_variants"],
-                       "split": found["split"], "retrained": retrained}, f, indent=1)
+            json.dump({"args": vars(args), **record, "retrained": retrained}, f, indent=1)
 
 
 if __name__ == "__main__":

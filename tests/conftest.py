@@ -42,3 +42,11 @@ def naspoison(cwd, *args, wait=True, **kw):
     if not wait:
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.fixture(scope="session")
+def digits_small():
+    """300 training and 120 test images of scikit-learn's digits (8x8, 1 channel)."""
+    from naspoison.data.datasets import load_dataset
+
+    return load_dataset({"name": "digits", "train_size": 300, "test_size": 120})

@@ -6,7 +6,9 @@ returning ``{"genotype": {...}, ...}``.
 """
 from naspoison.nas.pdarts import PDARTS
 from naspoison.nas.random_search import RandomSearch
+from naspoison.nas.robot import RoBoT
+from naspoison.nas.tenas import TENAS
 
-ALGORITHMS = {cls.name: cls for cls in (RandomSearch, PDARTS)}
+ALGORITHMS = {cls.name: cls for cls in (RandomSearch, PDARTS, TENAS, RoBoT)}
 
 __all__ = ["ALGORITHMS"]

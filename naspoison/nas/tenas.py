@@ -1,0 +1,241 @@
+"""TE-NAS (Chen, Gong & Wang 2021, "Neural Architecture Search on ImageNet in Four GPU Hours: A
+Theoretically Inspired Perspective"), written from the paper; pruning order as the authors' DARTS
+launcher runs it.
+
+Training-free prune-by-importance on the DARTS supernet with `none` removed (7 ops per edge).
+Every round, for every op still alive on an edge with more than one op, measure what removing it
+does to (a) the NTK condition number κ of a thin proxy supernet (``channels`` wide, one normal and
+one reduction cell, a batch of ``batch_size`` training images, BN in train mode) and (b) the
+number of linear regions of an even thinner copy (no stem, 1 channel, on small random crops of
+the training images). Rank the relative changes — Δκ = (κ_parent − κ)/κ_parent descending (an op
+whose removal lowers κ most ranks first), ΔR = (R_parent − R)/R_parent ascending (an op whose
+removal adds most regions ranks first) — sum the two dense ranks over all candidates of both cell
+types, and prune the ``prune_per_round`` lowest-sum ops of each edge (7 → 4 → 1). Then, node by
+node, the same ranking over the node's incoming edges removes all but two. Each measurement is
+the mean over ``repeats``.
+
+Choices, stated once:
+* ``init="reference"`` (default): networks keep PyTorch's default initialisation, drawn fresh each
+  round; repeats differ only in their data. This is what the published launcher runs: its
+  ``--init kaiming_uniform`` matches no branch of its ``init_model``, so re-init is a silent no-op.
+  ``init="kaiming"``: a real Kaiming-normal re-init per repeat (fan-out for the NTK network,
+  fan-in for the linear-region network, BN scale 1 and shift 0), as the code evidently intended.
+* The parent's κ and region count are computed once per round (and node group) and repeat, with
+  the same weights and data as every candidate of that repeat, not once per candidate. Removal
+  is a mask on one network (``SuperNetwork.set_alive``), so parent and child share weights exactly.
+* κ follows ``metrics.kappa``'s rule (capped at 1e12, never negative or NaN); relative changes are
+  rounded to ``precision`` significant digits before ranking, so numerically equal changes tie.
+* Inputs: the NTK batch is ``batch_size`` training images (normalised, not augmented); the
+  region inputs are ``lr_batches`` × ``lr_batch_size`` random ``lr_input_size``² crops of one
+  random channel of training images — so poisoned images reach both measurements. No labels are
+  read.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from naspoison.data.augment import channel_stats
+from naspoison.data.datasets import ImageData
+from naspoison.nas.metrics import kappa, linear_regions, ntk_gram, thin_network_kernels
+from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
+from naspoison.spaces.darts_supernet import SuperNetwork
+from naspoison.train import seed_everything
+
+OPS = OP_NAMES[1:]  # `none` is removed from the start
+KINDS = ("normal", "reduce")
+
+
+class TENASParams(BaseModel):
+    """Defaults are the paper's DARTS/CIFAR-10 values."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    batch_size: int = Field(14, gt=1, description="NTK batch")
+    channels: int = Field(1, gt=0, description="width of the NTK proxy supernet")
+    lr_batch_size: int = Field(1000, gt=0)
+    lr_batches: int = Field(3, gt=0)
+    lr_input_size: int = Field(3, gt=0)
+    prune_per_round: int = Field(3, gt=0)
+    repeats: int = Field(3, gt=0)
+    init: Literal["reference", "kaiming"] = "reference"
+    precision: int = Field(10, gt=0, description="significant digits of a relative change before ranking")
+
+
+# ----------------------------------------------------------------------------- pure rules
+def round_sig(v: float, digits: int) -> float:
+    return 0.0 if v == 0 or not math.isfinite(v) else round(v, digits - 1 - math.floor(math.log10(abs(v))))
+
+
+def dense_ranks(values: list[float], descending: bool) -> list[int]:
+    """Rank 0 for the first in order, equal values share a rank, the next distinct value gets +1."""
+    distinct = sorted(set(values), reverse=descending)
+    pos = {v: i for i, v in enumerate(distinct)}
+    return [pos[v] for v in values]
+
+
+def rank_sum(d_ntk: list[float], d_regions: list[float], precision: int) -> list[tuple[int, int, int]]:
+    """(ntk rank, regions rank, sum) per candidate: Δκ descending, ΔR ascending (both dense)."""
+    rk = dense_ranks([round_sig(v, precision) for v in d_ntk], descending=True)
+    rr = dense_ranks([round_sig(v, precision) for v in d_regions], descending=False)
+    return [(a, b, a + b) for a, b in zip(rk, rr)]
+
+
+def choose_op_prunes(candidates: list[tuple], sums: list[int], alive: dict[str, np.ndarray],
+                     per_edge: int) -> list[tuple]:
+    """Per edge, the ``per_edge`` lowest rank sums (stable: earlier candidate first), never its last op."""
+    order = sorted(range(len(candidates)), key=lambda i: sums[i])
+    taken: dict[tuple[str, int], int] = {}
+    pruned = []
+    for i in order:
+        kind, e, _ = candidates[i]
+        limit = min(per_edge, int(alive[kind][e].sum()) - 1)
+        if taken.get((kind, e), 0) < limit:
+            taken[(kind, e)] = taken.get((kind, e), 0) + 1
+            pruned.append(candidates[i])
+    return pruned
+
+
+def to_genotype(alive: dict[str, np.ndarray]) -> Genotype:
+    """One op per kept edge and two kept edges per node -> the genotype."""
+    cells = {}
+    for kind in KINDS:
+        pairs = []
+        for node in range(N_INPUTS, N_INPUTS + N_NODES):
+            edges = [e for e, (n, _) in enumerate(EDGES) if n == node and alive[kind][e].any()]
+            if len(edges) != 2 or any(alive[kind][e].sum() != 1 for e in edges):
+                raise ValueError(f"{kind} node {node}: need 2 edges with one op each")
+            pairs += [(OPS[int(np.flatnonzero(alive[kind][e])[0])], EDGES[e][1]) for e in edges]
+        cells[kind] = tuple(pairs)
+    concat = tuple(range(N_INPUTS, N_INPUTS + N_NODES))
+    return Genotype(cells["normal"], concat, cells["reduce"], concat)
+
+
+# ----------------------------------------------------------------------------- networks and inputs
+def _kaiming(model: nn.Module, mode: str) -> None:
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class _Probe:
+    """The two proxy networks and the inputs of one repeat; measures (κ, regions) of a mask."""
+
+    def __init__(self, data: ImageData, p: TENASParams, rng: np.random.Generator, device: torch.device):
+        full = [list(OPS) for _ in EDGES]
+        c = data.shape[2]
+        proxy = {"affine": True, "pool_bn": False, "head_act": True, "reductions": (1,)}
+        self.ntk_net = SuperNetwork(full, full, p.channels, 2, data.num_classes, in_channels=c, stem_multiplier=1,
+                                    **proxy).to(device)
+        self.lr_net = SuperNetwork(full, full, 1, 2, data.num_classes, in_channels=1, stem=False, **proxy).to(device)
+        self.p, self.data, self.rng, self.device = p, data, rng, device
+        self.mean, self.std = channel_stats(data.x_train)
+
+    def new_repeat(self) -> None:
+        p, data, rng = self.p, self.data, self.rng
+        if p.init == "kaiming":
+            _kaiming(self.ntk_net, "fan_out")  # the NTK is a backward quantity
+            _kaiming(self.lr_net, "fan_in")    # regions are a forward one
+        n, h, w, c = data.x_train.shape
+        idx = np.sort(rng.choice(n, size=min(p.batch_size, n), replace=False))
+        x = data.x_train[idx].astype(np.float32) / 255.0
+        self.ntk_x = torch.from_numpy(((x - self.mean) / self.std).transpose(0, 3, 1, 2).astype(np.float32)).to(self.device)
+        s = min(p.lr_input_size, h, w)
+        m = p.lr_batches * p.lr_batch_size
+        img, ch = rng.integers(n, size=m), rng.integers(c, size=m)
+        oy, ox = rng.integers(h - s + 1, size=m), rng.integers(w - s + 1, size=m)
+        rows, cols = oy[:, None] + np.arange(s), ox[:, None] + np.arange(s)
+        crops = data.x_train[img[:, None, None], rows[:, :, None], cols[:, None, :], ch[:, None, None]] / 255.0
+        crops = (crops - self.mean[ch][:, None, None]) / self.std[ch][:, None, None]
+        self.lr_x = torch.from_numpy(crops[:, None].astype(np.float32)).to(self.device)
+
+    def measure(self, alive: dict[str, np.ndarray]) -> tuple[float, float]:
+        for net in (self.ntk_net, self.lr_net):
+            net.set_alive(alive["normal"], alive["reduce"])
+        k = kappa(ntk_gram(self.ntk_net, self.ntk_x))
+        r = linear_regions(self.lr_net, self.lr_x, chunk=self.p.lr_batch_size)
+        return k, r
+
+
+# ----------------------------------------------------------------------------- the search
+class TENAS:
+    name = "tenas"
+    uses_data = True
+    uses_labels = False  # no label-flip rows
+    Params = TENASParams
+
+    def search(self, data: ImageData, params: TENASParams, seed: int, device="cpu",
+               log: Callable[[str], None] | None = None) -> dict:
+        log = log or (lambda msg: None)
+        device = torch.device(device)
+        seed_everything(seed)
+        rng = np.random.default_rng([seed, 0x7E4A5])
+        alive = {k: np.ones((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}
+        rounds: list[dict] = []
+        while any(alive[k].sum(1).max() > 1 for k in KINDS):
+            t0 = time.perf_counter()
+            cands = [(k, e, o) for k in KINDS for e in range(len(EDGES)) if alive[k][e].sum() > 1
+                     for o in np.flatnonzero(alive[k][e]).tolist()]
+            record = self._score(cands, alive, data, params, rng, device)
+            pruned = choose_op_prunes(cands, [s for _, _, s in record["ranks"]], alive, params.prune_per_round)
+            for k, e, o in pruned:
+                alive[k][e, o] = False
+            rounds.append({"phase": "ops", **record, "pruned": [list(c) for c in pruned],
+                           "seconds": time.perf_counter() - t0})
+            log(f"round {len(rounds)}: {len(cands)} candidate ops × {params.repeats} repeats, pruned "
+                f"{len(pruned)}; {int(alive['normal'].sum(1).max())} op(s)/edge left "
+                f"({rounds[-1]['seconds']:.1f}s)")
+        for k in KINDS:
+            for node in range(N_INPUTS, N_INPUTS + N_NODES):
+                edges = [e for e, (n, _) in enumerate(EDGES) if n == node]
+                if len(edges) <= 2:
+                    continue
+                t0 = time.perf_counter()
+                cands = [(k, e, int(np.flatnonzero(alive[k][e])[0])) for e in edges]
+                record = self._score(cands, alive, data, params, rng, device)
+                order = sorted(range(len(cands)), key=lambda i: record["ranks"][i][2])
+                pruned = [cands[i] for i in order[:len(cands) - 2]]  # the two highest sums stay
+                for kk, e, o in pruned:
+                    alive[kk][e, o] = False
+                rounds.append({"phase": f"edges {k} node {node}", **record, "pruned": [list(c) for c in pruned],
+                               "seconds": time.perf_counter() - t0})
+                log(f"{k} node {node}: kept 2 of {len(edges)} edges ({rounds[-1]['seconds']:.1f}s)")
+        genotype = to_genotype(alive)
+        return {"genotype": genotype.to_dict(), "init": params.init, "ops": list(OPS), "rounds": rounds}
+
+    def _score(self, cands: list[tuple], alive: dict[str, np.ndarray], data: ImageData, p: TENASParams,
+               rng: np.random.Generator, device: torch.device) -> dict:
+        """Mean relative changes of κ and regions over the repeats for removing each candidate."""
+        probe = _Probe(data, p, rng, device)  # fresh weights every round (the reference's behaviour)
+        d_ntk = np.zeros(len(cands))
+        d_reg = np.zeros(len(cands))
+        parents = []
+        with thin_network_kernels(device):
+            self._repeats(probe, cands, alive, p, d_ntk, d_reg, parents)
+        ranks = rank_sum(d_ntk.tolist(), d_reg.tolist(), p.precision)
+        return {"candidates": [list(c) for c in cands], "d_ntk": d_ntk.tolist(), "d_regions": d_reg.tolist(),
+                "ranks": [list(r) for r in ranks], "parent_kappa_regions": parents}
+
+    @staticmethod
+    def _repeats(probe: _Probe, cands, alive, p: TENASParams, d_ntk, d_reg, parents) -> None:
+        for _ in range(p.repeats):
+            probe.new_repeat()
+            k0, r0 = probe.measure(alive)
+            parents.append([k0, r0])
+            for i, (kind, e, o) in enumerate(cands):
+                child = {k: v.copy() for k, v in alive.items()}
+                child[kind][e, o] = False
+                k1, r1 = probe.measure(child)
+                d_ntk[i] += (k0 - k1) / k0 / p.repeats
+                d_reg[i] += (r0 - r1) / r0 / p.repeats
