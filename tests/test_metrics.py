@@ -157,7 +157,7 @@ def test_fisher_matches_an_explicit_per_channel_per_sample_sum():
     total = 0.0
     for a, g in zip(acts, grads):
         for c in range(a.shape[1]):
-            per_sample = [float((a[n, c] * g[n, c]).sum()) for n in range(a.shape[0])]
+            per_sample = [float((a[n, c] * g[n, c]).sum().detach()) for n in range(a.shape[0])]
             total += 0.5 * sum(v * v for v in per_sample) / len(per_sample)
     assert fisher(model, x, y) == pytest.approx(total, rel=1e-10)
 
