@@ -14,10 +14,11 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 from retrain_common import add_retrain_args, retrain_next_to_random
 
-from naspoison.data.datasets import load_dataset
+from naspoison.data.datasets import load_dataset, make_image_data
 from naspoison.nas.robot import RoBoT, RoBoTParams
 from naspoison.nas.tenas import TENAS, TENASParams
 from naspoison.spaces.darts import Genotype
@@ -59,9 +60,6 @@ def main() -> None:
                         "layers": args.retrain_layers}})
     query_data = data
     if args.query_size < len(data.y_train):  # RoBoT sees a seeded subset here only to fit the CPU budget
-        import numpy as np
-
-        from naspoison.data.datasets import make_image_data
         idx = np.sort(np.random.default_rng([args.seed, 7]).choice(len(data.y_train), args.query_size, replace=False))
         query_data = make_image_data(data.name, data.x_train[idx], data.y_train[idx], data.x_test, data.y_test,
                                      data.num_classes)

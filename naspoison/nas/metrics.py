@@ -103,7 +103,7 @@ def ntk_jacobian(model: nn.Module, x: torch.Tensor, params: Sequence[torch.Tenso
     train mode couples the samples, so sample i's gradient is taken through the batch's statistics)
     and one backward per sample over the retained graph, gradients taken only w.r.t. ``params``.
     (A vmapped backward — ``is_grads_batched`` or ``torch.func`` — falls back to a per-sample loop
-    for these ops on CPU and measured no faster; see benchmarks/ntk_kappa.py.)"""
+    for these ops on CPU and measured no faster while this was written, so the loop stays.)"""
     params = list(params if params is not None else named_weights(model))
     with train_mode(model):
         out = model(x).sum(1)
@@ -116,8 +116,9 @@ def ntk_jacobian(model: nn.Module, x: torch.Tensor, params: Sequence[torch.Tenso
 
 @contextmanager
 def thin_network_kernels(device: torch.device | str):
-    """On CPU, oneDNN's convolution costs ~4x the plain kernels for 1-channel proxy networks
-    (measured in benchmarks/ntk_kappa.py); switch it off for the duration."""
+    """On CPU, oneDNN makes the NTK of a 1-channel proxy network about 2x slower than the plain
+    kernels (benchmarks/ntk_kappa.py, "one network"); switch it off for the duration. Not for large
+    forward-only batches, where oneDNN is faster."""
     if torch.device(device).type != "cpu":
         yield
         return
@@ -180,7 +181,6 @@ def loss_gradient_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     acts: list[torch.Tensor] = []
 
     def keep(module, inputs, output):
-        output.retain_grad()
         acts.append(output)
 
     mods = layers(model)

@@ -112,8 +112,7 @@ def bo_search(z: np.ndarray, evaluate: Callable[[int], float], p: RoBoTParams, s
     entry i and returns its validation accuracy (called once per distinct i)."""
     rng = np.random.default_rng([seed, 0x80B07])
     n, k = z.shape
-    evaluated: dict[int, float] = {}
-    order_trained: list[int] = []
+    evaluated: dict[int, float] = {}  # in training order
     ws: list[np.ndarray] = []
     ys: list[float] = []
     history: list[dict] = []
@@ -122,7 +121,6 @@ def bo_search(z: np.ndarray, evaluate: Callable[[int], float], p: RoBoTParams, s
         new = i not in evaluated
         if new:
             evaluated[i] = float(evaluate(i))
-            order_trained.append(i)
             log(f"{phase}: trained pool entry {i} -> {evaluated[i]:.4f} ({len(evaluated)}/{p.queries} queries)")
         history.append({"phase": phase, "w": None if w is None else w.tolist(), "arch": i, "acc": evaluated[i], "new": new})
         return evaluated[i]
@@ -150,9 +148,9 @@ def bo_search(z: np.ndarray, evaluate: Callable[[int], float], p: RoBoTParams, s
             break
         if int(i) not in evaluated:
             query(int(i), "exploit", None)
-    best = max(order_trained, key=lambda i: (evaluated[i], -order_trained.index(i)))
-    return {"best": best, "best_acc": evaluated[best], "best_w": best_w.tolist(), "trained": order_trained,
-            "accuracies": {str(i): evaluated[i] for i in order_trained}, "history": history}
+    best = max(evaluated, key=evaluated.__getitem__)  # max keeps the first-trained of equal accuracies
+    return {"best": best, "best_acc": evaluated[best], "best_w": best_w.tolist(), "trained": list(evaluated),
+            "accuracies": {str(i): acc for i, acc in evaluated.items()}, "history": history}
 
 
 # ----------------------------------------------------------------------------- the search

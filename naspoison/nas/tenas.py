@@ -132,7 +132,8 @@ def _kaiming(model: nn.Module, mode: str) -> None:
 class _Probe:
     """The two proxy networks and the inputs of one repeat; measures (κ, regions) of a mask."""
 
-    def __init__(self, data: ImageData, p: TENASParams, rng: np.random.Generator, device: torch.device):
+    def __init__(self, data: ImageData, p: TENASParams, rng: np.random.Generator, device: torch.device,
+                 stats: tuple[np.ndarray, np.ndarray] | None = None):
         full = [list(OPS) for _ in EDGES]
         c = data.shape[2]
         proxy = {"affine": True, "pool_bn": False, "head_act": True, "reductions": (1,)}
@@ -140,7 +141,7 @@ class _Probe:
                                     **proxy).to(device)
         self.lr_net = SuperNetwork(full, full, 1, 2, data.num_classes, in_channels=1, stem=False, **proxy).to(device)
         self.p, self.data, self.rng, self.device = p, data, rng, device
-        self.mean, self.std = channel_stats(data.x_train)
+        self.mean, self.std = stats if stats is not None else channel_stats(data.x_train)
 
     def new_repeat(self) -> None:
         p, data, rng = self.p, self.data, self.rng
@@ -183,12 +184,13 @@ class TENAS:
         seed_everything(seed)
         rng = np.random.default_rng([seed, 0x7E4A5])
         alive = {k: np.ones((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}
+        stats = channel_stats(data.x_train)  # one pass over the training set, not one per round
         rounds: list[dict] = []
         while any(alive[k].sum(1).max() > 1 for k in KINDS):
             t0 = time.perf_counter()
             cands = [(k, e, o) for k in KINDS for e in range(len(EDGES)) if alive[k][e].sum() > 1
                      for o in np.flatnonzero(alive[k][e]).tolist()]
-            record = self._score(cands, alive, data, params, rng, device)
+            record = self._score(cands, alive, data, params, rng, device, stats)
             pruned = choose_op_prunes(cands, [s for _, _, s in record["ranks"]], alive, params.prune_per_round)
             for k, e, o in pruned:
                 alive[k][e, o] = False
@@ -204,7 +206,7 @@ class TENAS:
                     continue
                 t0 = time.perf_counter()
                 cands = [(k, e, int(np.flatnonzero(alive[k][e])[0])) for e in edges]
-                record = self._score(cands, alive, data, params, rng, device)
+                record = self._score(cands, alive, data, params, rng, device, stats)
                 order = sorted(range(len(cands)), key=lambda i: record["ranks"][i][2])
                 pruned = [cands[i] for i in order[:len(cands) - 2]]  # the two highest sums stay
                 for kk, e, o in pruned:
@@ -216,19 +218,13 @@ class TENAS:
         return {"genotype": genotype.to_dict(), "init": params.init, "ops": list(OPS), "rounds": rounds}
 
     def _score(self, cands: list[tuple], alive: dict[str, np.ndarray], data: ImageData, p: TENASParams,
-               rng: np.random.Generator, device: torch.device) -> dict:
+               rng: np.random.Generator, device: torch.device,
+               stats: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
         """Mean relative changes of κ and regions over the repeats for removing each candidate."""
-        probe = _Probe(data, p, rng, device)  # fresh weights every round (the reference's behaviour)
+        probe = _Probe(data, p, rng, device, stats)  # fresh weights every round (the reference's behaviour)
         d_ntk = np.zeros(len(cands))
         d_reg = np.zeros(len(cands))
         parents = []
-        self._repeats(probe, cands, alive, p, d_ntk, d_reg, parents)
-        ranks = rank_sum(d_ntk.tolist(), d_reg.tolist(), p.precision)
-        return {"candidates": [list(c) for c in cands], "d_ntk": d_ntk.tolist(), "d_regions": d_reg.tolist(),
-                "ranks": [list(r) for r in ranks], "parent_kappa_regions": parents}
-
-    @staticmethod
-    def _repeats(probe: _Probe, cands, alive, p: TENASParams, d_ntk, d_reg, parents) -> None:
         for _ in range(p.repeats):
             probe.new_repeat()
             k0, r0 = probe.measure(alive)
@@ -239,3 +235,6 @@ class TENAS:
                 k1, r1 = probe.measure(child)
                 d_ntk[i] += (k0 - k1) / k0 / p.repeats
                 d_reg[i] += (r0 - r1) / r0 / p.repeats
+        ranks = rank_sum(d_ntk.tolist(), d_reg.tolist(), p.precision)
+        return {"candidates": [list(c) for c in cands], "d_ntk": d_ntk.tolist(), "d_regions": d_reg.tolist(),
+                "ranks": [list(r) for r in ranks], "parent_kappa_regions": parents}
