@@ -63,19 +63,35 @@ def evaluate(model: nn.Module, data: DeviceImages, batch_size: int) -> float:
     return correct.item() / len(data)
 
 
+def build_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe) -> EvalNetwork:
+    h, _, c = data.shape
+    return EvalNetwork(genotype, recipe.init_channels, recipe.layers, data.num_classes, in_channels=c,
+                       auxiliary=recipe.auxiliary_weight > 0, image_size=h)
+
+
 def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: int,
                    device: torch.device | str = "cpu",
                    on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Train ``genotype`` from scratch on ``data`` (clean) and return the final-epoch test accuracy,
     per-epoch curves and parameter count (wall time is in the record's provenance). Deterministic on CPU for a given seed."""
+    return fit(seeded_eval_network(genotype, data, recipe, seed), data, recipe, seed, device, on_epoch)
+
+
+def seeded_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe, seed: int) -> EvalNetwork:
+    seed_everything(seed)  # the initial weights, then drop-path draws, follow from the seed
+    return build_eval_network(genotype, data, recipe)
+
+
+def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.device | str = "cpu",
+        on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """The shared loop: train ``model`` in place on ``data`` with ``recipe`` (a :class:`Recipe` or any
+    object with its training fields) and return the final-epoch test accuracy, curves and parameter
+    count. ``model(x)`` returns ``(logits, auxiliary logits or None)``."""
     device = torch.device(device)
-    seed_everything(seed)
-    h, _, c = data.shape
     mean, std = channel_stats(data.x_train)
     train = DeviceImages(data.x_train, data.y_train, device, mean, std)
     test = DeviceImages(data.x_test, data.y_test, device, mean, std)
-    model = EvalNetwork(genotype, recipe.init_channels, recipe.layers, data.num_classes, in_channels=c,
-                        auxiliary=recipe.auxiliary_weight > 0, image_size=h).to(device)
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,

@@ -2,12 +2,26 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from naspoison.data.datasets import ImageData
+
+
+@dataclass
+class AttackContext:
+    """What an attack may need beyond the data: where to cache models it trains (the surrogate), the
+    dataset's identity (part of those models' keys), the victim a NAS-aware attack targets, and a
+    progress sink. Attacks that need none of it ignore it."""
+
+    artifacts: Any = None                        # ArtifactCache or None (then nothing is cached)
+    dataset_identity: dict = field(default_factory=dict)
+    victim: Any = None                           # nas_gradient_canceling: a loaded victim (see run.victims)
+    log: Callable[[str], None] = lambda message: None
 
 
 class NoParams(BaseModel):

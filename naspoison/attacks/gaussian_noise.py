@@ -24,7 +24,7 @@ class GaussianNoise:
     Params = GaussianNoiseParams
 
     def poison(self, data: ImageData, budget: float, params: GaussianNoiseParams, rng: np.random.Generator,
-               device="cpu") -> Poison:
+               device="cpu", ctx=None) -> Poison:
         idx = choose_indices(rng, budget, len(data.y_train))
         x = data.x_train[idx].astype(np.int16)
         bound = int(np.floor(params.epsilon * 255 + 1e-9))   # e.g. 16/255 -> 16 pixel levels

@@ -13,7 +13,8 @@ class RandomLabelFlip:
     changes = "labels"
     Params = NoParams
 
-    def poison(self, data: ImageData, budget: float, params: NoParams, rng: np.random.Generator, device="cpu") -> Poison:
+    def poison(self, data: ImageData, budget: float, params: NoParams, rng: np.random.Generator, device="cpu",
+               ctx=None) -> Poison:
         idx = choose_indices(rng, budget, len(data.y_train))
         old = data.y_train[idx]
         # y' = (y + U{1..C-1}) mod C: uniform over the other C-1 classes, never the same label

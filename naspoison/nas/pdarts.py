@@ -153,11 +153,13 @@ class PDARTS:
     name = "pdarts"
     uses_data = True
     uses_labels = True
+    gc_target = "alphas"  # NAS-aware gradient canceling moves the converged supernet's alphas
     Params = PDARTSParams
 
     def search(self, data: ImageData, params: PDARTSParams, seed: int, device="cpu",
                log: Callable[[str], None] | None = None,
-               on_epoch: Callable[[dict], None] | None = None) -> dict:
+               on_epoch: Callable[[dict], None] | None = None, keep: dict | None = None) -> dict:
+        """``keep``, if given, receives the converged (last-stage) supernet as ``keep["supernet"]``."""
         log = log or (lambda msg: None)
         device = torch.device(device)
         seed_everything(seed)
@@ -166,7 +168,7 @@ class PDARTS:
         ops = {kind: [list(OP_NAMES) for _ in EDGES] for kind in ("normal", "reduce")}
         stages: list[dict] = []
         n_stages = len(params.cells)
-        for s, (cells, keep, rate) in enumerate(zip(params.cells, params.ops_kept, params.skip_dropout)):
+        for s, (cells, kept, rate) in enumerate(zip(params.cells, params.ops_kept, params.skip_dropout)):
             model = SuperNetwork(ops["normal"], ops["reduce"], params.init_channels, cells, data.num_classes,
                                  in_channels=data.shape[2]).to(device)
             if device.type == "cuda":
@@ -178,7 +180,7 @@ class PDARTS:
             probs = {k: v.double().cpu().numpy() for k, v in model.probabilities().items()}
             last = s == n_stages - 1
             final_ops, final_probs = ops, probs
-            ops = {k: keep_strongest(ops[k], probs[k], keep, none_first=last) for k in ops}
+            ops = {k: keep_strongest(ops[k], probs[k], kept, none_first=last) for k in ops}
             stages.append({
                 "cells": cells, "ops": final_ops, "kept": ops,
                 "alpha": {"normal": model.alpha_normal.detach().double().cpu().tolist(),
@@ -187,7 +189,9 @@ class PDARTS:
                 "skip_dropout_rate": rate, "curves": curves,
                 "alpha_half_acc": _accuracy(model, alpha_half, params.batch_size),
             })
-            log(f"{tag} done: kept {keep} op(s) per edge; accuracy on the alpha half {stages[-1]['alpha_half_acc']:.4f}")
+            log(f"{tag} done: kept {kept} op(s) per edge; accuracy on the alpha half {stages[-1]['alpha_half_acc']:.4f}")
+        if keep is not None:
+            keep["supernet"] = model
         return {**_derive(final_ops, final_probs, params.skip_cap), "stages": stages, "split": split}
 
 

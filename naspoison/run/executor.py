@@ -58,17 +58,20 @@ def _ensure(store: ResultStore, spec: dict, compute: Callable[[str], dict], devi
 def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
               emit: Callable[[Event], None], summary: RunSummary) -> None:
     ds, label = trial.dataset, trial.label
-    if trial.poison is not None:
-        _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d),
-                device, label, emit, summary)
+
     def log(message: str) -> None:
         emit({"kind": "log", "label": label, "message": message})
 
+    for needed in trial.requires:  # a NAS-aware attack's victim: the clean trials of its algorithm
+        run_trial(needed, store, artifacts, device, emit, summary)
+    if trial.poison is not None:
+        _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d, store, log),
+                device, label, emit, summary)
     found = _ensure(store, trial.search,
-                    lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d, log),
+                    lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d, log, store),
                     device, label, emit, summary)
     tspec = trial.train_spec(found["genotype"])
-    _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d), device, label, emit, summary)
+    _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d, artifacts), device, label, emit, summary)
 
 
 def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache, device: str = "cpu",
@@ -102,12 +105,20 @@ def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache
 
 
 def _failing_spec(trial: Trial, store: ResultStore) -> dict:
-    """The first cell of the trial that has no result: that is the one that failed."""
+    """The first cell of the trial (its required trials first) that has no result: the one that failed."""
+    for needed in trial.requires:
+        if not _complete(needed, store):
+            return _failing_spec(needed, store)
     for spec in (trial.poison, trial.search):
         if spec is not None and not store.has(spec["stage"], content_key(spec)):
             return spec
     found = store.get("search", content_key(trial.search)).result
     return trial.train_spec(found["genotype"])
+
+
+def _complete(trial: Trial, store: ResultStore) -> bool:
+    found = store.get("search", content_key(trial.search))
+    return found is not None and store.has("train", content_key(trial.train_spec(found.result["genotype"])))
 
 
 # ----------------------------------------------------------------------------- many workers

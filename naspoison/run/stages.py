@@ -15,11 +15,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from naspoison.attacks import ATTACKS, Poison
+from naspoison.attacks import ATTACKS, AttackContext, Poison
 from naspoison.data.datasets import ImageData, load_dataset
 from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
-from naspoison.store import ArtifactCache, ResultStore, content_key
+from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
 VERSIONS = {"poison": "1", "search": "1", "train": "1"}
 SPACE = "darts"
@@ -35,9 +35,12 @@ def _spec(stage: str, params: dict, upstream: dict) -> dict:
     return {"stage": stage, "version": VERSIONS[stage], "params": params, "upstream": upstream}
 
 
-def poison_spec(dataset: dict, attack: str, budget: float, attack_params: dict, seed: int) -> dict:
-    return _spec("poison", {"dataset": dataset_identity(dataset), "attack": attack, "budget": float(budget),
-                            "attack_params": attack_params, "seed": seed}, {})
+def poison_spec(dataset: dict, attack: str, budget: float, attack_params: dict, seed: int,
+                victim: dict | None = None) -> dict:
+    """``victim`` (NAS-aware attacks only) names the clean search cells the attack's target comes from."""
+    params = {"dataset": dataset_identity(dataset), "attack": attack, "budget": float(budget),
+              "attack_params": attack_params, "seed": seed}
+    return _spec("poison", {**params, "victim": victim} if victim else params, {})
 
 
 def search_spec(algorithm: str, params: dict, dataset: dict, seed: int, poison: dict | None) -> dict:
@@ -52,15 +55,36 @@ def train_spec(genotype: dict, recipe: dict, dataset: dict, seed: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- computing
-def make_poison(spec: dict, dataset: dict) -> Poison:
+def weights_key(train: dict) -> str:
+    return "weights/" + content_key(train)
+
+
+def supernet_key(search_key: str) -> str:
+    return "supernet/" + search_key
+
+
+def weights_blob(model) -> bytes:
+    return state_to_bytes(model.state_dict())
+
+
+def make_poison(spec: dict, dataset: dict, artifacts: ArtifactCache | None = None, device: str = "cpu",
+                store: ResultStore | None = None, log=None) -> Poison:
     p = spec["params"]
     attack = ATTACKS[p["attack"]]()
     data = load_dataset(dataset)
     rng = np.random.default_rng([p["seed"], 0x9015])
-    return attack.poison(data, p["budget"], attack.Params.model_validate(p["attack_params"]), rng)
+    ctx = AttackContext(artifacts, dataset_identity(dataset), log=log or (lambda m: None))
+    if getattr(attack, "targets_algorithm", False):
+        from naspoison.run.victims import load_victim
+
+        if store is None:
+            raise ValueError(f"{p['attack']} needs the result store to find its victim")
+        ctx.victim = load_victim(p["victim"], dataset, store, artifacts, device, ctx.log)
+    return attack.poison(data, p["budget"], attack.Params.model_validate(p["attack_params"]), rng, device, ctx)
 
 
-def poisoned_data(poison: dict | None, dataset: dict, artifacts: ArtifactCache) -> ImageData:
+def poisoned_data(poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str = "cpu",
+                  store: ResultStore | None = None) -> ImageData:
     """The (possibly poisoned) training set a search sees; recomputed if the artifact was evicted."""
     clean = load_dataset(dataset)
     if poison is None:
@@ -68,36 +92,54 @@ def poisoned_data(poison: dict | None, dataset: dict, artifacts: ArtifactCache) 
     key = content_key(poison)
     blob = artifacts.get(key)
     if blob is None:
-        p = make_poison(poison, dataset)
+        p = make_poison(poison, dataset, artifacts, device, store)
         artifacts.put(key, p.to_bytes())
     else:
         p = Poison.from_bytes(blob)
     return p.apply(clean)
 
 
-def compute_poison(spec: dict, dataset: dict, artifacts: ArtifactCache, device: str) -> dict:
-    p = make_poison(spec, dataset)
+def compute_poison(spec: dict, dataset: dict, artifacts: ArtifactCache, device: str,
+                   store: ResultStore | None = None, log=None) -> dict:
+    p = make_poison(spec, dataset, artifacts, device, store, log)
     artifacts.put(content_key(spec), p.to_bytes())
     return {"artifact": content_key(spec), **p.summary}
 
 
 def compute_search(spec: dict, poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str,
-                   log=None) -> dict:
-    """The search on the (possibly poisoned) training set; ``log(message)`` receives its progress."""
+                   log=None, store: ResultStore | None = None) -> dict:
+    """The search on the (possibly poisoned) training set; ``log(message)`` receives its progress.
+    An algorithm whose final supernet is an attack target (``gc_target == "alphas"``) leaves it as an artifact."""
     p = spec["params"]
     alg = ALGORITHMS[p["algorithm"]]()
-    data = poisoned_data(poison, dataset, artifacts)
-    out = alg.search(data, alg.Params.model_validate(p["algorithm_params"]), p["seed"], device=device, log=log)
+    data = poisoned_data(poison, dataset, artifacts, device, store)
+    params = alg.Params.model_validate(p["algorithm_params"])
+    if getattr(alg, "gc_target", "weights") == "alphas":
+        keep: dict = {}
+        out = alg.search(data, params, p["seed"], device=device, log=log, keep=keep)
+        artifacts.put(supernet_key(content_key(spec)), weights_blob(keep["supernet"]))
+    else:
+        out = alg.search(data, params, p["seed"], device=device, log=log)
     Genotype.from_dict(out["genotype"])  # an algorithm must return a valid genotype
     return out
 
 
-def compute_train(spec: dict, dataset: dict, device: str) -> dict:
-    from naspoison.train import Recipe, train_genotype
+def train_model(spec: dict, dataset: dict, device: str):
+    """The train cell's computation: (trained model, result)."""
+    from naspoison.train import Recipe, fit, seeded_eval_network
 
     p = spec["params"]
-    return train_genotype(Genotype.from_dict(p["genotype"]), load_dataset(dataset),
-                          Recipe.model_validate(p["recipe"]), p["seed"], device=device)
+    data, recipe = load_dataset(dataset), Recipe.model_validate(p["recipe"])
+    model = seeded_eval_network(Genotype.from_dict(p["genotype"]), data, recipe, p["seed"])
+    return model, fit(model, data, recipe, p["seed"], device)
+
+
+def compute_train(spec: dict, dataset: dict, device: str, artifacts: ArtifactCache | None = None) -> dict:
+    """Train on clean data; the weights go to the artifact cache (attack targets, defenses)."""
+    model, result = train_model(spec, dataset, device)
+    if artifacts is not None:
+        artifacts.put(weights_key(spec), weights_blob(model))
+    return result
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -47,3 +47,30 @@ class ArtifactCache:
 
     def close(self) -> None:
         self._cache.close()
+
+
+def state_to_bytes(state: dict, meta: dict | None = None) -> bytes:
+    """A model's ``state_dict`` (plus a small JSON ``meta``) as npz bytes: plain arrays, no pickle."""
+    import io
+    import json
+
+    import numpy as np
+
+    arrays = {f"state/{k}": v.detach().cpu().numpy() for k, v in state.items()}
+    arrays["meta"] = np.array(json.dumps(meta or {}, sort_keys=True))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def state_from_bytes(blob: bytes) -> tuple[dict, dict]:
+    """Inverse of :func:`state_to_bytes`: (state_dict of CPU tensors, meta)."""
+    import io
+    import json
+
+    import numpy as np
+    import torch
+
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        state = {k[len("state/"):]: torch.from_numpy(z[k].copy()) for k in z.files if k.startswith("state/")}
+        return state, json.loads(str(z["meta"]))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.nas import ALGORITHMS
 from naspoison.run import stages
+from naspoison.run.victims import victim_spec
+from naspoison.store import content_key
 from naspoison.suite.schema import Suite
 
 
@@ -26,6 +28,7 @@ class Trial:
     search: dict = field(repr=False)          # search cell spec
     dataset: dict = field(repr=False)         # full dataset spec (with root) for loading
     recipe: dict = field(repr=False)
+    requires: tuple[Trial, ...] = field(default=(), repr=False)  # trials whose cells this one consumes
 
     @property
     def label(self) -> str:
@@ -62,14 +65,29 @@ def expand(suite: Suite, profile_name: str) -> Expansion:
 
     trials: list[Trial] = []
     skipped: list[str] = []
+    def clean_trial(alg: str, seed: int) -> Trial:
+        return Trial("poisoning", NO_ATTACK, None, alg, seed, None,
+                     stages.search_spec(alg, alg_params(alg), dataset, seed, None), dataset, recipe)
+
     if fam.poisoning:
         p = fam.poisoning
         for attack in p.attacks:
             for budget in ([None] if attack == NO_ATTACK else p.budgets):
-                poison = None if attack == NO_ATTACK else stages.poison_spec(
+                shared = None if attack == NO_ATTACK else stages.poison_spec(
                     dataset, attack, budget, att_params(attack), p.poison_seed)
                 for alg in p.algorithms:
                     cls = ALGORITHMS[alg]
+                    poison, requires = shared, ()
+                    if poison and getattr(ATTACKS[attack], "targets_algorithm", False):
+                        if not cls.uses_data:
+                            skipped.append(f"{attack}@{budget:g} × {alg}: {alg} reads no data, so it has no "
+                                           "architecture choice to target")
+                            continue
+                        # one poisoned set per victim algorithm, made from its best clean trial
+                        requires = tuple(clean_trial(alg, s) for s in seeds)
+                        victim = victim_spec(alg, alg_params(alg), [(t.seed, content_key(t.search)) for t in requires],
+                                             recipe)
+                        poison = stages.poison_spec(dataset, attack, budget, att_params(attack), p.poison_seed, victim)
                     # an algorithm that reads images but not labels (TE-NAS) has no label-flip rows;
                     # a data-free one (random) keeps every row as a control that must equal no-attack
                     if poison and ATTACKS[attack].changes == "labels" and cls.uses_data and not cls.uses_labels:
@@ -78,7 +96,7 @@ def expand(suite: Suite, profile_name: str) -> Expansion:
                     for seed in seeds:
                         trials.append(Trial("poisoning", attack, budget, alg, seed, poison,
                                             stages.search_spec(alg, alg_params(alg), dataset, seed, poison),
-                                            dataset, recipe))
+                                            dataset, recipe, requires))
     if fam.random_baseline:
         alg = fam.random_baseline.algorithm
         for seed in seeds:

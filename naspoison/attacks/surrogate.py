@@ -1,0 +1,61 @@
+"""The attacker's surrogate: a ResNet-18 trained on the clean training set (CLF scores with it; plain
+gradient canceling targets it). Its recipe is part of the poison key, and the trained weights are an
+artifact keyed by (dataset, recipe, seed), so every poison cell that needs the same surrogate reuses
+it; if the artifact was evicted it is retrained (deterministic on CPU).
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from naspoison.attacks.base import AttackContext
+from naspoison.data.datasets import ImageData
+from naspoison.models import ResNet18
+from naspoison.store import content_key, state_from_bytes, state_to_bytes
+from naspoison.train import fit, seed_everything
+
+VERSION = "1"
+
+
+class SurrogateRecipe(BaseModel):
+    """The usual CIFAR ResNet-18 recipe (SGD 0.1 cosine, momentum 0.9, wd 5e-4, crop + flip), shortened to
+    60 epochs: the surrogate only has to rank samples by confidence and to be a sensible target."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    width: int = Field(64, gt=0, description="channels of the first stage (64 = ResNet-18)")
+    epochs: int = Field(60, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+    crop_padding: int = Field(4, ge=0)
+    flip: bool = True
+    cutout: int = Field(0, ge=0)
+    seed: int = 0
+    # fixed for a ResNet (read by the shared loop)
+    auxiliary_weight: float = Field(0.0, ge=0, le=0)
+    drop_path_prob: float = Field(0.0, ge=0, le=0)
+    eval_batch_size: int = Field(500, gt=0)
+
+
+def surrogate_model(data: ImageData, recipe: SurrogateRecipe, ctx: AttackContext, device="cpu") -> tuple[ResNet18, dict]:
+    """The trained surrogate in eval mode on ``device`` and its record (test accuracy, curves)."""
+    key = "surrogate/" + content_key({"artifact": "surrogate", "version": VERSION,
+                                      "dataset": ctx.dataset_identity, "recipe": recipe.model_dump()})
+    blob = ctx.artifacts.get(key) if ctx.artifacts is not None else None
+    if blob is not None:
+        state, info = state_from_bytes(blob)
+        model = ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.width)
+        model.load_state_dict(state)
+        ctx.log(f"surrogate ResNet-18 from the artifact cache (test accuracy {info['test_acc']:.4f})")
+    else:
+        ctx.log(f"training the surrogate ResNet-18 (width {recipe.width}, {recipe.epochs} epochs)")
+        seed_everything(recipe.seed)
+        model = ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.width)
+        out = fit(model, data, recipe, recipe.seed, device,
+                  on_epoch=lambda e, m: ctx.log(f"surrogate epoch {e + 1}/{recipe.epochs}: loss {m['train_loss']:.3f} "
+                                                f"test acc {m['test_acc']:.4f}"))
+        info = {"test_acc": out["test_acc"], "params": out["params"], "curves": out["curves"]}
+        if ctx.artifacts is not None:
+            ctx.artifacts.put(key, state_to_bytes(model.state_dict(), info))
+    return model.to(device).eval(), {"key": key, **info}

@@ -1,0 +1,105 @@
+"""The victim of a NAS-aware attack: the best clean trial of the attacked algorithm, loaded from the
+store (its genotype and accuracy) and the artifact cache (trained weights or the converged supernet),
+recomputed deterministically when an artifact was evicted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from naspoison.data.datasets import load_dataset
+from naspoison.nas import ALGORITHMS
+from naspoison.run import stages
+from naspoison.spaces.darts import Genotype
+from naspoison.spaces.darts_supernet import SuperNetwork
+from naspoison.store import ArtifactCache, ResultStore, content_key, state_from_bytes
+
+
+@dataclass
+class Victim:
+    model: nn.Module                              # model(x) -> (logits, None), eval mode
+    named_params: list[tuple[str, nn.Parameter]]  # θ: what GradPC moves and GC matches
+    info: dict                                    # recorded in the poison's summary
+
+
+class _PairOutput(nn.Module):
+    """A supernet returns logits; attacks expect (logits, auxiliary) like every trained network."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x), None
+
+
+def victim_spec(algorithm: str, algorithm_params: dict, searches: list[tuple[int, str]], recipe: dict) -> dict:
+    """What decides the victim, for the poison key: the clean search cells (seed, key) it picks from."""
+    return {"algorithm": algorithm, "algorithm_params": algorithm_params, "recipe": recipe,
+            "searches": [{"seed": s, "key": k} for s, k in searches]}
+
+
+def load_victim(victim: dict, dataset: dict, store: ResultStore, artifacts: ArtifactCache | None,
+                device: str, log=lambda m: None) -> Victim:
+    trials = []
+    for s in victim["searches"]:
+        found = store.get("search", s["key"])
+        if found is None:
+            raise RuntimeError(f"the victim's clean {victim['algorithm']} search (seed {s['seed']}) is not in the "
+                               "store; the suite runs it first — run the suite, not the cell alone")
+        tspec = stages.train_spec(found.result["genotype"], victim["recipe"], dataset, s["seed"])
+        trained = store.get("train", content_key(tspec))
+        if trained is None:
+            raise RuntimeError(f"the victim's clean {victim['algorithm']} trial (seed {s['seed']}) is not trained yet")
+        trials.append((trained.result["test_acc"], -s["seed"], s, found.result, tspec))
+    acc, _, best, search_result, tspec = max(trials, key=lambda t: t[:2])
+    info = {"algorithm": victim["algorithm"], "seed": best["seed"], "clean_test_acc": acc,
+            "genotype": search_result["genotype"], "candidates": len(trials)}
+    if getattr(ALGORITHMS[victim["algorithm"]], "gc_target", "weights") == "alphas":
+        model = _supernet(victim, best, search_result, dataset, artifacts, device, log)
+        named = [("alpha_normal", model.alpha_normal), ("alpha_reduce", model.alpha_reduce)]
+        info["target"] = "alphas of the converged supernet"
+        model = _PairOutput(model)
+    else:
+        model = _trained(tspec, dataset, artifacts, device, log)
+        named = [(n, p) for n, p in model.named_parameters() if not n.startswith("auxiliary_head")]
+        info["target"] = "weights of the trained final architecture"
+    log(f"victim: {victim['algorithm']} seed {best['seed']} (clean accuracy {acc:.4f}), target {info['target']}")
+    return Victim(model.to(device).eval(), named, info)
+
+
+def _trained(tspec: dict, dataset: dict, artifacts, device, log) -> nn.Module:
+    from naspoison.train import Recipe, build_eval_network
+
+    p = tspec["params"]
+    blob = artifacts.get(stages.weights_key(tspec)) if artifacts is not None else None
+    if blob is None:
+        log("victim weights not in the artifact cache: retraining (deterministic on CPU)")
+        model, _ = stages.train_model(tspec, dataset, device)
+        if artifacts is not None:
+            artifacts.put(stages.weights_key(tspec), stages.weights_blob(model))
+        return model
+    model = build_eval_network(Genotype.from_dict(p["genotype"]), load_dataset(dataset), Recipe.model_validate(p["recipe"]))
+    model.load_state_dict(state_from_bytes(blob)[0])
+    return model
+
+
+def _supernet(victim: dict, best: dict, search_result: dict, dataset: dict, artifacts, device, log) -> SuperNetwork:
+    key = stages.supernet_key(best["key"])
+    blob = artifacts.get(key) if artifacts is not None else None
+    if blob is None:
+        log("victim supernet not in the artifact cache: rerunning its clean search (deterministic on CPU)")
+        spec = stages.search_spec(victim["algorithm"], victim["algorithm_params"], dataset, best["seed"], None)
+        if content_key(spec) != best["key"]:
+            raise RuntimeError("cannot rebuild the victim's search spec from its key")
+        stages.compute_search(spec, None, dataset, artifacts, device)
+        blob = artifacts.get(key)
+    state, meta = state_from_bytes(blob)
+    data = load_dataset(dataset)
+    last = search_result["stages"][-1]
+    net = SuperNetwork(last["ops"]["normal"], last["ops"]["reduce"], victim["algorithm_params"]["init_channels"],
+                       last["cells"], data.num_classes, in_channels=data.shape[2])
+    net.load_state_dict(state)
+    return net.to(torch.device(device))
