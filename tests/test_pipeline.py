@@ -194,3 +194,82 @@ def test_pdarts_searches_on_the_poisoned_set_and_retrains_on_clean_data(tmp_path
         assert rec.spec["upstream"] == {} and "poison" not in json.dumps(rec.spec)
     report = json.loads((tmp_path / "reports/tiny/report.json").read_text())
     assert "pdarts" in json.dumps(report)
+
+
+NAS_GC_SUITE = """\
+version: 1
+families:
+  poisoning:
+    attacks: [none, nas_gradient_canceling]
+    budgets: [0.2]
+    algorithms: [random, pdarts, robot]
+profiles:
+  tiny:
+    seeds: 2
+    dataset: {name: digits, train_size: 200, test_size: 100}
+    train: {epochs: 1, batch_size: 64, init_channels: 4, layers: 3, crop_padding: 1, flip: false, cutout: 2}
+    attacks:
+      nas_gradient_canceling: {steps: 3, chunk_size: 64}
+    algorithms:
+      pdarts: {cells: [3, 3, 3], skip_dropout: [0.0, 0.4, 0.7], epochs: 2, warmup_epochs: 1, batch_size: 32,
+               init_channels: 2, search_size: 96, crop_padding: 1, flip: false}
+      robot: {pool_size: 4, metric_batch_size: 16, metric_channels: 2, metric_layers: 3, queries: 2, bo_queries: 1,
+              init_points: 1, acquisition_candidates: 50,
+              query_train: {epochs: 1, batch_size: 64, init_channels: 2, layers: 3, auxiliary_weight: 0.0,
+                            drop_path_prob: 0.0, cutout: 0, crop_padding: 1, flip: false}}
+"""
+
+
+def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_path):
+    (tmp_path / "suite.yaml").write_text(NAS_GC_SUITE)
+    run = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
+    assert run.returncode == 0, run.stdout + run.stderr
+    store = ResultStore(tmp_path / "cache", read_only=True)
+    records = [store.load_file(p) for p in store.iter_files()]
+    poisons = {r.spec["params"]["victim"]["algorithm"]: r for r in records if r.stage == "poison"}
+    assert sorted(poisons) == ["pdarts", "robot"]  # one poisoned set per victim; random has no such row
+    clean_train = {}
+    for r in records:
+        if r.stage == "search" and r.spec["upstream"]["poison"] is None:
+            alg, seed = r.spec["params"]["algorithm"], r.spec["params"]["seed"]
+            train = next(t for t in records if t.stage == "train" and t.spec["params"]["seed"] == seed
+                         and t.spec["params"]["genotype"] == r.result["genotype"])
+            clean_train[alg, seed] = (train.result["test_acc"], r.key)
+    for alg, rec in poisons.items():
+        victim = rec.spec["params"]["victim"]
+        # the key holds the clean search cells the victim is chosen from ...
+        assert sorted(s["key"] for s in victim["searches"]) == sorted(k for (a, _), (_, k) in clean_train.items() if a == alg)
+        # ... and the victim is the one with the best clean retraining accuracy (ties: lowest seed)
+        best = max((acc, -seed) for (a, seed), (acc, _) in clean_train.items() if a == alg)
+        summary = rec.result
+        assert summary["victim"]["seed"] == -best[1] and summary["victim"]["clean_test_acc"] == best[0]
+        assert summary["victim"]["target"].startswith("alphas" if alg == "pdarts" else "weights")
+        if alg == "pdarts":  # θ = the alphas of the last stage: 2 cells × 14 edges × 3 alive ops
+            assert summary["target"]["n_params"] == 2 * 14 * 3
+        else:  # θ = every weight of the trained final network except the (unused in eval) auxiliary head
+            assert 1000 < summary["target"]["n_params"] < 100_000
+        assert summary["target"]["distance"] <= summary["target"]["radius"] * (1 + 1e-5)
+        assert len(summary["objective_curve"]) == 3 and summary["linf_max_pixels"] <= 16
+    # each clean trial ran once although two attack rows consumed it
+    assert computed(run.stdout).get("search") == 2 * 3 + 2 * 2
+    # an evicted victim (weights, supernet) is recomputed deterministically: the same poisons again
+    from naspoison.run import stages
+    from naspoison.store import ArtifactCache
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the run had (OMP_NUM_THREADS=1): float sums depend on the thread count
+    art = ArtifactCache(tmp_path / "artifacts")
+    from naspoison.data.datasets import DatasetSpec
+
+    dataset = DatasetSpec(name="digits", train_size=200, test_size=100).model_dump()
+    for rec in poisons.values():
+        kept = art.get(rec.key)
+        for key in list(art._cache.iterkeys()):
+            if key.startswith(("weights/", "supernet/")):
+                del art._cache[key]
+        again = stages.make_poison(rec.spec, dataset, art, "cpu", store)
+        assert again.to_bytes() == kept
+    art.close()
+    torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ Machine-specific settings (dataset root, download flag) are not part of any key.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -113,7 +114,8 @@ def compute_search(spec: dict, poison: dict | None, dataset: dict, artifacts: Ar
     p = spec["params"]
     alg = ALGORITHMS[p["algorithm"]]()
     data = poisoned_data(poison, dataset, artifacts, device, store)
-    params = alg.Params.model_validate(p["algorithm_params"])
+    # JSON mode: a spec read back from the store has lists where the model has tuples
+    params = alg.Params.model_validate_json(json.dumps(p["algorithm_params"]))
     if getattr(alg, "gc_target", "weights") == "alphas":
         keep: dict = {}
         out = alg.search(data, params, p["seed"], device=device, log=log, keep=keep)
