@@ -113,7 +113,7 @@ def test_chunked_objective_gradient_equals_one_direct_double_backward():
     objective = 0.5 * sum((((1 - share) * gc + share * g / k) ** 2).sum() for gc, g in zip(g_clean, gp))
     want = torch.autograd.grad(objective, xr)[0]
 
-    g_sum = loss_gradient_sum(model, params, normalise(images), y, chunk_size=4)
+    g_sum = loss_gradient_sum(model, params, normalise, images, y, chunk_size=4)
     residual = [(1 - share) * gc + share * g / k for gc, g in zip(g_clean, g_sum)]
     for chunk in (1, 4, 9):
         got = objective_pixel_gradient(model, params, normalise, images, y, residual, share / k, chunk)

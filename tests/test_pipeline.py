@@ -253,10 +253,10 @@ def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_pat
     # each clean trial ran once although two attack rows consumed it
     assert computed(run.stdout).get("search") == 2 * 3 + 2 * 2
     # an evicted victim (weights, supernet) is recomputed deterministically: the same poisons again
+    import torch
+
     from naspoison.run import stages
     from naspoison.store import ArtifactCache
-
-    import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the run had (OMP_NUM_THREADS=1): float sums depend on the thread count

@@ -78,12 +78,12 @@ def select_params(named: Sequence[tuple[str, nn.Parameter]], subset: str | None)
     return found
 
 
-def loss_gradient_sum(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                      chunk_size: int) -> list[torch.Tensor]:
-    """Σ_i ∇θ CE(model(x_i), y_i) over ``x`` (already model input), chunk by chunk, no graph kept."""
+def loss_gradient_sum(model: nn.Module, params: list[torch.Tensor], normalise: Normalise, x: torch.Tensor,
+                      y: torch.Tensor, chunk_size: int) -> list[torch.Tensor]:
+    """Σ_i ∇θ CE(model(normalise(x_i)), y_i), chunk by chunk (normalised per chunk), no graph kept."""
     total = [torch.zeros_like(p) for p in params]
     for i in range(0, len(x), chunk_size):
-        loss = F.cross_entropy(model(x[i:i + chunk_size])[0], y[i:i + chunk_size], reduction="sum")
+        loss = F.cross_entropy(model(normalise(x[i:i + chunk_size]))[0], y[i:i + chunk_size], reduction="sum")
         for t, g in zip(total, torch.autograd.grad(loss, params)):
             t += g
     return total
@@ -180,7 +180,7 @@ def cancel_gradients(model: nn.Module, named_params: Sequence[tuple[str, nn.Para
     mean, std = channel_stats(data.x_train)
     train = DeviceImages(data.x_train, data.y_train, device, mean, std)
     test = DeviceImages(data.x_test, data.y_test, device, mean, std)
-    normalise: Normalise = lambda x: (x - train.mean) / train.std  # noqa: E731 - [0,1] -> model input
+    normalise: Normalise = lambda x: (x - train.mean) / train.std  # [0,1] pixels -> model input
 
     gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
     acc0, loss0 = accuracy_and_loss(model, test)
@@ -198,12 +198,11 @@ def cancel_gradients(model: nn.Module, named_params: Sequence[tuple[str, nn.Para
     pidx = torch.from_numpy(idx).to(device)
     y = train.y[pidx]
     x0 = train.x[pidx].float() / 255.0
-    g_clean = loss_gradient_sum(model, params, train.normalise(train.x[clean_idx]), train.y[clean_idx], p.chunk_size) \
-        if len(clean_idx) else [torch.zeros_like(q) for q in params]
+    g_clean = loss_gradient_sum(model, params, train.normalise, train.x[clean_idx], train.y[clean_idx], p.chunk_size)
     g_clean = [g / max(1, len(clean_idx)) for g in g_clean]
 
     def residual_at(images: torch.Tensor) -> tuple[list[torch.Tensor], float]:
-        g_poison = loss_gradient_sum(model, params, normalise(images), y, p.chunk_size)
+        g_poison = loss_gradient_sum(model, params, normalise, images, y, p.chunk_size)
         r = [(1 - share) * gc + share * gp / k for gc, gp in zip(g_clean, g_poison)]
         return r, 0.5 * float(sum((t.double() ** 2).sum() for t in r))
 

@@ -96,7 +96,7 @@ def _supernet(victim: dict, best: dict, search_result: dict, dataset: dict, arti
             raise RuntimeError("cannot rebuild the victim's search spec from its key")
         stages.compute_search(spec, None, dataset, artifacts, device)
         blob = artifacts.get(key)
-    state, meta = state_from_bytes(blob)
+    state, _ = state_from_bytes(blob)
     data = load_dataset(dataset)
     last = search_result["stages"][-1]
     net = SuperNetwork(last["ops"]["normal"], last["ops"]["reduce"], victim["algorithm_params"]["init_channels"],

@@ -2,4 +2,4 @@ from naspoison.store.artifacts import ArtifactCache, state_from_bytes, state_to_
 from naspoison.store.keys import canonical_json, content_key
 from naspoison.store.results import CorruptRecord, Record, ResultStore
 
-__all__ = ["ArtifactCache", "state_from_bytes", "state_to_bytes", "CorruptRecord", "Record", "ResultStore", "canonical_json", "content_key"]
+__all__ = ["ArtifactCache", "CorruptRecord", "Record", "ResultStore", "canonical_json", "content_key", "state_from_bytes", "state_to_bytes"]
