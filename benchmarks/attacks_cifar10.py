@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--retrain-epochs", type=int, default=10)
     ap.add_argument("--victim-genotype", help="JSON genotype: also run nas_gradient_canceling against it")
     ap.add_argument("--victim-epochs", type=int, default=3)
+    ap.add_argument("--nas-budgets", help="budgets for nas_gradient_canceling (default: --budgets)")
+    ap.add_argument("--artifacts", help="artifact cache folder (keeps the surrogate between runs; default: temporary)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out")
@@ -52,7 +54,8 @@ def main() -> None:
           flush=True)
     out: dict = {"args": vars(args), "attacks": {}}
     tmp = tempfile.TemporaryDirectory()
-    ctx = AttackContext(ArtifactCache(tmp.name), {"name": "npz", "path": args.npz}, log=lambda m: print("  " + m, flush=True))
+    nas_budgets = [float(b) for b in args.nas_budgets.split(",")] if args.nas_budgets else budgets
+    ctx = AttackContext(ArtifactCache(args.artifacts or tmp.name), {"name": "npz", "path": args.npz}, log=lambda m: print("  " + m, flush=True))
     surrogate = SurrogateRecipe(width=args.surrogate_width, epochs=args.surrogate_epochs)
     t0 = time.perf_counter()
     _, info = surrogate_model(data, surrogate, ctx, args.device)
@@ -76,7 +79,7 @@ def main() -> None:
     poisoned = {}
     for budget in budgets:
         for name in ("confidence_label_flip", "gradient_canceling", "nas_gradient_canceling"):
-            if name == "nas_gradient_canceling" and victim is None:
+            if name == "nas_gradient_canceling" and (victim is None or budget not in nas_budgets):
                 continue
             t0 = time.perf_counter()
             rng = np.random.default_rng([0, 0x9015])
@@ -99,6 +102,7 @@ def main() -> None:
                       "target_acc": [s["target"]["test_acc_before"], s["target"]["test_acc_after"]]}
                      if "objective_initial" in s else {"histogram": s["new_label_histogram"]})
             print(f"{name} @ {budget:g}: {seconds:.1f} s {json.dumps(brief)}", flush=True)
+            save(args.out, out)
 
     recipe = SurrogateRecipe(width=args.retrain_width, epochs=args.retrain_epochs)
     rows = []
@@ -109,11 +113,16 @@ def main() -> None:
         r = fit(model, d, recipe, args.seed, args.device)
         rows.append({"train_set": label, "test_acc": r["test_acc"], "seconds": time.perf_counter() - t0})
         print(json.dumps(rows[-1]), flush=True)
-    out["retrain"] = {"network": f"ResNet-18 width {args.retrain_width}", "epochs": args.retrain_epochs, "rows": rows}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=1)
+        out["retrain"] = {"network": f"ResNet-18 width {args.retrain_width}", "epochs": args.retrain_epochs, "rows": rows}
+        save(args.out, out)
     tmp.cleanup()
+
+
+def save(path: str | None, out: dict) -> None:
+    """Written after every step, so a long run that is stopped keeps what it measured."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":

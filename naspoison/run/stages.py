@@ -119,7 +119,12 @@ def compute_search(spec: dict, poison: dict | None, dataset: dict, artifacts: Ar
     if getattr(alg, "gc_target", "weights") == "alphas":
         keep: dict = {}
         out = alg.search(data, params, p["seed"], device=device, log=log, keep=keep)
-        artifacts.put(supernet_key(content_key(spec)), weights_blob(keep["supernet"]))
+        net = keep["supernet"]
+        # self-describing: a rerun on another machine may keep other ops, so rebuild from this, not the record
+        artifacts.put(supernet_key(content_key(spec)), state_to_bytes(net.state_dict(), {
+            "normal_ops": [list(o) for o in net.normal_ops], "reduce_ops": [list(o) for o in net.reduce_ops],
+            "cells": len(net.cells), "init_channels": params.init_channels, "num_classes": data.num_classes,
+            "in_channels": data.shape[2]}))
     else:
         out = alg.search(data, params, p["seed"], device=device, log=log)
     Genotype.from_dict(out["genotype"])  # an algorithm must return a valid genotype

@@ -56,28 +56,31 @@ def load_victim(victim: dict, dataset: dict, store: ResultStore, artifacts: Arti
         trials.append((trained.result["test_acc"], -s["seed"], s, found.result, tspec))
     acc, _, best, search_result, tspec = max(trials, key=lambda t: t[:2])
     info = {"algorithm": victim["algorithm"], "seed": best["seed"], "clean_test_acc": acc,
-            "genotype": search_result["genotype"], "candidates": len(trials)}
+            "genotype": search_result["genotype"], "candidates": len(trials), "recomputed": False}
     if getattr(ALGORITHMS[victim["algorithm"]], "gc_target", "weights") == "alphas":
-        model = _supernet(victim, best, search_result, dataset, artifacts, device, log)
+        model = _supernet(victim, best, search_result, dataset, artifacts, device, log, info)
         named = [("alpha_normal", model.alpha_normal), ("alpha_reduce", model.alpha_reduce)]
         info["target"] = "alphas of the converged supernet"
         model = _PairOutput(model)
     else:
-        model = _trained(tspec, dataset, artifacts, device, log)
+        model = _trained(tspec, dataset, artifacts, device, log, info)
         named = [(n, p) for n, p in model.named_parameters() if not n.startswith("auxiliary_head")]
         info["target"] = "weights of the trained final architecture"
     log(f"victim: {victim['algorithm']} seed {best['seed']} (clean accuracy {acc:.4f}), target {info['target']}")
     return Victim(model.to(device).eval(), named, info)
 
 
-def _trained(tspec: dict, dataset: dict, artifacts, device, log) -> nn.Module:
+def _trained(tspec: dict, dataset: dict, artifacts, device, log, info: dict) -> nn.Module:
     from naspoison.train import Recipe, build_eval_network
 
     p = tspec["params"]
     blob = artifacts.get(stages.weights_key(tspec)) if artifacts is not None else None
     if blob is None:
-        log("victim weights not in the artifact cache: retraining (deterministic on CPU)")
-        model, _ = stages.train_model(tspec, dataset, device)
+        log("victim weights not in the artifact cache: retraining")
+        model, result = stages.train_model(tspec, dataset, device)
+        # equal on the machine that trained it; another machine or thread count may drift slightly
+        info["recomputed"] = True
+        info["recomputed_test_acc"] = result["test_acc"]
         if artifacts is not None:
             artifacts.put(stages.weights_key(tspec), stages.weights_blob(model))
         return model
@@ -86,20 +89,26 @@ def _trained(tspec: dict, dataset: dict, artifacts, device, log) -> nn.Module:
     return model
 
 
-def _supernet(victim: dict, best: dict, search_result: dict, dataset: dict, artifacts, device, log) -> SuperNetwork:
+def _supernet(victim: dict, best: dict, search_result: dict, dataset: dict, artifacts, device, log,
+              info: dict) -> SuperNetwork:
     key = stages.supernet_key(best["key"])
     blob = artifacts.get(key) if artifacts is not None else None
+    if blob is not None and "normal_ops" not in state_from_bytes(blob)[1]:
+        blob = None  # written before supernets described themselves: recompute
     if blob is None:
-        log("victim supernet not in the artifact cache: rerunning its clean search (deterministic on CPU)")
+        log("victim supernet not in the artifact cache: rerunning its clean search")
         spec = stages.search_spec(victim["algorithm"], victim["algorithm_params"], dataset, best["seed"], None)
         if content_key(spec) != best["key"]:
             raise RuntimeError("cannot rebuild the victim's search spec from its key")
         stages.compute_search(spec, None, dataset, artifacts, device)
         blob = artifacts.get(key)
-    state, _ = state_from_bytes(blob)
-    data = load_dataset(dataset)
+        info["recomputed"] = True
+    state, meta = state_from_bytes(blob)
     last = search_result["stages"][-1]
-    net = SuperNetwork(last["ops"]["normal"], last["ops"]["reduce"], victim["algorithm_params"]["init_channels"],
-                       last["cells"], data.num_classes, in_channels=data.shape[2])
+    # a rerun on another machine or thread count can drift from the stored search; say so
+    info["supernet_matches_record"] = (meta["normal_ops"] == last["ops"]["normal"]
+                                       and meta["reduce_ops"] == last["ops"]["reduce"])
+    net = SuperNetwork(meta["normal_ops"], meta["reduce_ops"], meta["init_channels"], meta["cells"],
+                       meta["num_classes"], in_channels=meta["in_channels"])
     net.load_state_dict(state)
     return net.to(torch.device(device))
