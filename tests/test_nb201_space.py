@@ -1,0 +1,36 @@
+"""NB201 arch strings: exact round trip over the whole space, and clear errors."""
+import pytest
+
+from naspoison.spaces import nb201
+
+
+def test_arch_strings_round_trip_over_all_15625_cells():
+    seen = set()
+    for index in range(nb201.N_ARCHS):
+        ops = nb201.from_index(index)
+        text = nb201.to_string(ops)
+        assert nb201.parse(text) == ops and nb201.to_index(ops) == index
+        seen.add(text)
+    assert len(seen) == 15_625 == 5 ** 6
+
+
+def test_a_published_arch_string_parses_edge_by_edge():
+    # the best CIFAR-10 cell of NAS-Bench-201 as its paper prints it
+    text = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    ops = nb201.parse(text)
+    assert dict(zip(nb201.EDGES, ops)) == {(0, 1): "nor_conv_3x3", (0, 2): "nor_conv_3x3", (1, 2): "nor_conv_3x3",
+                                           (0, 3): "skip_connect", (1, 3): "nor_conv_3x3", (2, 3): "nor_conv_3x3"}
+    assert nb201.to_string(ops) == text
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("|nor_conv_3x3~0|+|none~0|none~1|", "3 node groups"),
+    ("|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "unknown op 'conv'"),
+    ("|none~0|+|none~0|none~0|+|none~0|none~1|none~2|", "expected '~1'"),
+    ("|none~0|+|none~0|+|none~0|none~1|none~2|", "node 2 needs 2 inputs"),
+])
+def test_malformed_arch_strings_are_rejected_with_the_reason(bad, message):
+    with pytest.raises(ValueError, match=message):
+        nb201.parse(bad)
+    with pytest.raises(ValueError, match="outside"):
+        nb201.from_index(15_625)
