@@ -34,3 +34,25 @@ def test_malformed_arch_strings_are_rejected_with_the_reason(bad, message):
         nb201.parse(bad)
     with pytest.raises(ValueError, match="outside"):
         nb201.from_index(15_625)
+
+
+def _count(ops):
+    return sum(p.numel() for p in nb201.build_network(ops).parameters())
+
+
+def test_network_parameter_counts_match_the_layer_shapes_and_the_published_range():
+    # by hand, C = 16, 5 cells a stage, 10 classes (weights + BN affine; convs have no bias)
+    stem = 3 * 16 * 9 + 2 * 16
+    def reduction(a, b):
+        return a * b * 9 + 2 * b + b * b * 9 + 2 * b + a * b
+    fixed = stem + reduction(16, 32) + reduction(32, 64) + 2 * 64 + 64 * 10 + 10
+    assert _count(("none",) * 6) == fixed == 73_306                      # published minimum: 0.073 M
+    conv3 = sum(5 * 6 * (c * c * 9 + 2 * c) for c in (16, 32, 64))
+    assert _count(("nor_conv_3x3",) * 6) == fixed + conv3 == 1_531_546   # published maximum: 1.53 M
+    conv1 = sum(5 * (c * c + 2 * c) for c in (16, 32, 64))                # one 1x1 edge per cell
+    assert _count(("nor_conv_1x1",) + ("skip_connect",) * 5) == fixed + conv1
+    import torch
+    logits, aux = nb201.build_network(nb201.parse(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")).eval()(
+        torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and aux is None
