@@ -24,9 +24,10 @@ from naspoison.attacks.gradient_canceling import GCParams, cancel_gradients
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.datasets import load_dataset
 from naspoison.models import ResNet18
+from naspoison.run.victims import trained_weights
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache
-from naspoison.train import Recipe, fit, seed_everything
+from naspoison.train import Recipe, build_eval_network, fit, seed_everything
 
 
 def main() -> None:
@@ -69,7 +70,6 @@ def main() -> None:
         genotype = Genotype.from_dict(json.loads(args.victim_genotype))
         vrecipe = Recipe(epochs=args.victim_epochs, batch_size=96, init_channels=8, layers=5, auxiliary_weight=0.0)
         seed_everything(args.seed)
-        from naspoison.train import build_eval_network
         victim = build_eval_network(genotype, data, vrecipe)
         vout = fit(victim, data, vrecipe, args.seed, args.device)
         out["nas_victim"] = {"genotype": genotype.to_dict(), "epochs": args.victim_epochs, "test_acc": vout["test_acc"]}
@@ -85,9 +85,8 @@ def main() -> None:
             rng = np.random.default_rng([0, 0x9015])
             if name == "nas_gradient_canceling":
                 victim.load_state_dict(victim_state)
-                poison = cancel_gradients(victim.eval(), [(n, p) for n, p in victim.named_parameters()
-                                                          if not n.startswith("auxiliary_head")],
-                                          data, budget, GCParams.model_validate(gc), rng, args.device, ctx.log)
+                poison = cancel_gradients(victim.eval(), trained_weights(victim), data, budget,
+                                          GCParams.model_validate(gc), rng, args.device, ctx.log)
             else:
                 attack = ATTACKS[name]()
                 params = {"surrogate": surrogate.model_dump()} | (gc if name == "gradient_canceling" else {})

@@ -37,7 +37,7 @@ def test_malformed_arch_strings_are_rejected_with_the_reason(bad, message):
 
 
 def _count(ops):
-    return sum(p.numel() for p in nb201.build_network(ops).parameters())
+    return sum(p.numel() for p in nb201.Network(ops).parameters())
 
 
 def test_network_parameter_counts_match_the_layer_shapes_and_the_published_range():
@@ -52,7 +52,7 @@ def test_network_parameter_counts_match_the_layer_shapes_and_the_published_range
     conv1 = sum(5 * (c * c + 2 * c) for c in (16, 32, 64))                # one 1x1 edge per cell
     assert _count(("nor_conv_1x1",) + ("skip_connect",) * 5) == fixed + conv1
     import torch
-    logits, aux = nb201.build_network(nb201.parse(
+    logits, aux = nb201.Network(nb201.parse(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")).eval()(
         torch.zeros(2, 3, 32, 32))
     assert logits.shape == (2, 10) and aux is None

@@ -114,8 +114,8 @@ def gradpc(model: nn.Module, params: list[torch.Tensor], train: DeviceImages, p:
     """Move ``params`` in place to the GradPC target; returns the radius, distance and step count."""
     model.eval()
     theta0 = [t.detach().clone() for t in params]
-    flat0 = torch.cat([t.flatten() for t in theta0])
-    radius = p.epsilon * _norm(flat0, p.norm) if p.relative else p.epsilon
+    theta0_norm = _norm(torch.cat([t.flatten() for t in theta0]), p.norm)
+    radius = p.epsilon * theta0_norm if p.relative else p.epsilon
     step = p.step_fraction * radius
     n = len(train)
     steps = max(1, math.ceil(p.passes * n / p.batch_size))
@@ -149,8 +149,7 @@ def gradpc(model: nn.Module, params: list[torch.Tensor], train: DeviceImages, p:
         if (s + 1) % max(1, steps // 5) == 0:
             log(f"GradPC step {s + 1}/{steps}: batch loss {loss.item():.3f}")
     distance = _norm(torch.cat([(t.detach() - t0).flatten() for t, t0 in zip(params, theta0)]), p.norm)
-    return {"norm": p.norm, "radius": radius, "distance": distance, "steps": steps,
-            "theta0_norm": _norm(flat0, p.norm)}
+    return {"norm": p.norm, "radius": radius, "distance": distance, "steps": steps, "theta0_norm": theta0_norm}
 
 
 @torch.no_grad()
@@ -170,13 +169,22 @@ def cancel_gradients(model: nn.Module, named_params: Sequence[tuple[str, nn.Para
                      log: Callable[[str], None] = lambda m: None) -> Poison:
     """GradPC on ``named_params`` of ``model`` (moved in place to the target), then Algorithm 2 on
     p·n randomly chosen training images. Returns the poison with a summary of both."""
-    device = torch.device(device)
-    model.eval()
-    for q in model.parameters():
-        q.requires_grad_(False)
     params = select_params(named_params, p.param_subset)
+    flags = [(q, q.requires_grad) for q in model.parameters()]
+    for q, _ in flags:  # gradients w.r.t. θ only; every flag is restored afterwards, even on an error
+        q.requires_grad_(False)
     for q in params:
         q.requires_grad_(True)
+    try:
+        return _cancel(model, params, data, budget, p, rng, torch.device(device), log)
+    finally:
+        for q, flag in flags:
+            q.requires_grad_(flag)
+
+
+def _cancel(model: nn.Module, params: list[nn.Parameter], data: ImageData, budget: float, p: GCParams,
+            rng: np.random.Generator, device: torch.device, log: Callable[[str], None]) -> Poison:
+    model.eval()
     mean, std = channel_stats(data.x_train)
     train = DeviceImages(data.x_train, data.y_train, device, mean, std)
     test = DeviceImages(data.x_test, data.y_test, device, mean, std)
@@ -231,8 +239,6 @@ def cancel_gradients(model: nn.Module, named_params: Sequence[tuple[str, nn.Para
     _, final = residual_at(new.float() / 255.0)
     realised = (new - x0_int).abs()
     images_out = new.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # back to NHWC
-    for q in model.parameters():
-        q.requires_grad_(True)
     return Poison(idx, images=images_out, summary={
         "n_poisoned": k,
         "target": {**target, "test_acc_before": acc0, "test_acc_after": acc1,

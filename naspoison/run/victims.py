@@ -35,6 +35,11 @@ class _PairOutput(nn.Module):
         return self.net(x), None
 
 
+def trained_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """θ of a trained evaluation network: every weight except the auxiliary head, unused in eval mode."""
+    return [(n, p) for n, p in model.named_parameters() if not n.startswith("auxiliary_head")]
+
+
 def victim_spec(algorithm: str, algorithm_params: dict, searches: list[tuple[int, str]], recipe: dict) -> dict:
     """What decides the victim, for the poison key: the clean search cells (seed, key) it picks from."""
     return {"algorithm": algorithm, "algorithm_params": algorithm_params, "recipe": recipe,
@@ -64,7 +69,7 @@ def load_victim(victim: dict, dataset: dict, store: ResultStore, artifacts: Arti
         model = _PairOutput(model)
     else:
         model = _trained(tspec, dataset, artifacts, device, log, info)
-        named = [(n, p) for n, p in model.named_parameters() if not n.startswith("auxiliary_head")]
+        named = trained_weights(model)
         info["target"] = "weights of the trained final architecture"
     log(f"victim: {victim['algorithm']} seed {best['seed']} (clean accuracy {acc:.4f}), target {info['target']}")
     return Victim(model.to(device).eval(), named, info)
@@ -93,17 +98,15 @@ def _supernet(victim: dict, best: dict, search_result: dict, dataset: dict, arti
               info: dict) -> SuperNetwork:
     key = stages.supernet_key(best["key"])
     blob = artifacts.get(key) if artifacts is not None else None
-    if blob is not None and "normal_ops" not in state_from_bytes(blob)[1]:
-        blob = None  # written before supernets described themselves: recompute
-    if blob is None:
+    state, meta = state_from_bytes(blob) if blob is not None else (None, {})
+    if "normal_ops" not in meta:  # absent, or written before supernets described themselves: recompute
         log("victim supernet not in the artifact cache: rerunning its clean search")
         spec = stages.search_spec(victim["algorithm"], victim["algorithm_params"], dataset, best["seed"], None)
         if content_key(spec) != best["key"]:
             raise RuntimeError("cannot rebuild the victim's search spec from its key")
         stages.compute_search(spec, None, dataset, artifacts, device)
-        blob = artifacts.get(key)
+        state, meta = state_from_bytes(artifacts.get(key))
         info["recomputed"] = True
-    state, meta = state_from_bytes(blob)
     last = search_result["stages"][-1]
     # a rerun on another machine or thread count can drift from the stored search; say so
     info["supernet_matches_record"] = (meta["normal_ops"] == last["ops"]["normal"]
