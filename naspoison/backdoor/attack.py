@@ -1,0 +1,178 @@
+"""Training the trigger generator against a frozen, cleanly trained model, and measuring ACC/ASR
+(Evas §4.1 and appendix Table 6; the input-aware attack of Nguyen & Tran 2020 without poisoning:
+the model never sees a trigger).
+
+Stage 1, ``mask_epochs``: the mask generator alone, loss = ``mask_norm_weight``·relu(mean(m) −
+``mask_density``) + ``diversity_weight``·div(masks). Stage 2, ``pattern_epochs``: the mask generator
+frozen, the pattern generator trained on each batch (``batch_size``): the first
+⌊``backdoor_prob``·B⌋ images get their own trigger and the target label, the next
+⌊``cross_prob``·B⌋ get the trigger generated from *another* image (a shuffled batch) and keep
+their label, the rest stay clean; loss = cross-entropy over the batch + ``diversity_weight``·div.
+The clean rows pass through the frozen model unchanged and add a constant, so they are not
+computed; the loss is still divided by B, as the whole-batch mean would be.
+
+div = mean over pairs of ‖a₁ − a₂‖ / (‖b₁ − b₂‖ + 1e-7) (per-sample RMS distances): a₁, a₂ the
+two source images, b their masks (stage 1) or, by variant, their patterns (``vinai``) or
+triggered images (``trojanzoo``). The paper's Table 6 gives the epochs, Adam 0.01, batch 96,
+probabilities 0.1 and weight 1; the mask density 0.032 and norm weight 100 are the input-aware
+attack's CIFAR defaults. Training images get the crop + flip of the model's recipe.
+
+ACC: the frozen model's accuracy on clean test images. ASR: the fraction of triggered test images
+whose true class is not the target that the model assigns to the target.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from naspoison.backdoor.generator import TriggerGenerator
+from naspoison.data.augment import DeviceImages, augment, channel_stats
+from naspoison.data.datasets import ImageData
+from naspoison.train import evaluate, seed_everything
+
+
+class GeneratorRecipe(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    variant: str = "trojanzoo"
+    channels: int = Field(32, gt=0)
+    mask_epochs: int = Field(25, ge=0)
+    pattern_epochs: int = Field(10, gt=0)
+    lr: float = Field(0.01, gt=0)
+    batch_size: int = Field(96, gt=1)
+    backdoor_prob: float = Field(0.1, gt=0, le=1)
+    cross_prob: float = Field(0.1, ge=0, lt=1)
+    diversity_weight: float = Field(1.0, ge=0)
+    mask_density: float = Field(0.032, gt=0, le=1)
+    mask_norm_weight: float = Field(100.0, ge=0)
+    target: int = Field(0, ge=0)
+    crop_padding: int = Field(4, ge=0)
+    flip: bool = True
+    eval_batch_size: int = Field(500, gt=0)
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # clamped: sqrt has an infinite derivative at 0 (two identical saturated patterns)
+    return (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12).sqrt()
+
+
+def diversity(src1, src2, out1, out2) -> torch.Tensor:
+    return (_rms(src1, src2) / (_rms(out1, out2) + 1e-7)).mean()
+
+
+def _x01(images: DeviceImages, idx: torch.Tensor, gen: torch.Generator, recipe: GeneratorRecipe) -> torch.Tensor:
+    return augment(images.x[idx], gen, recipe.crop_padding, recipe.flip).float().div(255)
+
+
+def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, seed: int,
+                    device: torch.device | str = "cpu",
+                    on_epoch: Callable[[str, int, dict], None] | None = None) -> tuple[TriggerGenerator, dict]:
+    """Train a trigger generator for ``model`` (frozen: eval mode, no weight changes)."""
+    device = torch.device(device)
+    if not 0 <= recipe.target < data.num_classes:
+        raise ValueError(f"target class {recipe.target} outside 0..{data.num_classes - 1}")
+    mean, std = channel_stats(data.x_train)
+    train = DeviceImages(data.x_train, data.y_train, device, mean, std)
+    seed_everything(seed)
+    g = TriggerGenerator(data.shape[2], recipe.variant, recipe.channels, mean, std).to(device)
+    model = model.to(device).eval()
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    rng = torch.Generator(device=device).manual_seed(seed)
+    n, b = len(train), recipe.batch_size
+    steps = n // b  # full batches only: the pair (x1, x2) and the row counts stay fixed
+    if steps == 0:
+        raise ValueError(f"batch {b} is larger than the training set ({n})")
+    n_bd, n_cross = int(recipe.backdoor_prob * b), int(recipe.cross_prob * b)
+    if n_bd == 0:
+        raise ValueError(f"backdoor_prob {recipe.backdoor_prob} × batch {b} leaves no triggered row")
+    curves: dict[str, list[float]] = {"mask_loss": [], "mask_density": [], "pattern_loss": [], "pattern_asr": []}
+    try:
+        opt = torch.optim.Adam(g.mask_net.parameters(), lr=recipe.lr)
+        for epoch in range(recipe.mask_epochs):
+            g.mask_net.train()
+            p1, p2 = torch.randperm(n, generator=rng, device=device), torch.randperm(n, generator=rng, device=device)
+            tot = dens = 0.0
+            for s in range(steps):
+                x1, x2 = _x01(train, p1[s * b:(s + 1) * b], rng, recipe), _x01(train, p2[s * b:(s + 1) * b], rng, recipe)
+                m1, m2 = g.mask(x1), g.mask(x2)
+                loss = (recipe.mask_norm_weight * F.relu(m1.mean() - recipe.mask_density)
+                        + recipe.diversity_weight * diversity(x1, x2, m1, m2))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot += loss.item()
+                dens += m1.mean().item()
+            curves["mask_loss"].append(tot / steps)
+            curves["mask_density"].append(dens / steps)
+            if on_epoch:
+                on_epoch("mask", epoch, {"loss": tot / steps, "density": dens / steps})
+        g.mask_net.eval()
+        for p in g.mask_net.parameters():
+            p.requires_grad_(False)
+        opt = torch.optim.Adam(g.pattern_net.parameters(), lr=recipe.lr)
+        target = torch.full((n_bd,), recipe.target, dtype=torch.long, device=device)
+        for epoch in range(recipe.pattern_epochs):
+            g.pattern_net.train()
+            p1, p2 = torch.randperm(n, generator=rng, device=device), torch.randperm(n, generator=rng, device=device)
+            tot = hits = 0.0
+            for s in range(steps):
+                i1, i2 = p1[s * b:(s + 1) * b], p2[s * b:(s + 1) * b]
+                x1, x2 = _x01(train, i1, rng, recipe), _x01(train, i2, rng, recipe)
+                k = n_bd + n_cross
+                a1, a2 = x1[:k], x2[:k]
+                pat1, pat2 = g.pattern(a1), g.pattern(a2)
+                m1, m2 = g.mask(a1), g.mask(a2)
+                trig1 = (1 - m1) * a1 + m1 * pat1
+                cross = (1 - m2[n_bd:]) * a1[n_bd:] + m2[n_bd:] * pat2[n_bd:]
+                logits = model(train_normalise(train, torch.cat([trig1[:n_bd], cross])))[0]
+                labels = torch.cat([target, train.y[i1[n_bd:k]]])
+                ce = F.cross_entropy(logits, labels, reduction="sum") / b
+                if g.variant.diversity_on_triggered:
+                    trig2 = (1 - m2) * a2 + m2 * pat2
+                    div = diversity(a1, a2, trig1, trig2)
+                else:
+                    div = diversity(a1, a2, pat1, pat2)
+                loss = ce + recipe.diversity_weight * div
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot += loss.item()
+                hits += (logits[:n_bd].argmax(1) == recipe.target).float().mean().item()
+            curves["pattern_loss"].append(tot / steps)
+            curves["pattern_asr"].append(hits / steps)
+            if not math.isfinite(curves["pattern_loss"][-1]):
+                raise FloatingPointError(f"generator training diverged at pattern epoch {epoch}")
+            if on_epoch:
+                on_epoch("pattern", epoch, {"loss": tot / steps, "train_asr": hits / steps})
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+    return g.eval(), {"curves": curves, "backdoor_rows": n_bd, "cross_rows": n_cross, "steps_per_epoch": steps}
+
+
+def train_normalise(images: DeviceImages, x01: torch.Tensor) -> torch.Tensor:
+    return (x01 - images.mean) / images.std
+
+
+@torch.no_grad()
+def attack_metrics(model: nn.Module, generator: TriggerGenerator, data: ImageData, target: int,
+                   device: torch.device | str = "cpu", batch_size: int = 500) -> dict:
+    """ACC on clean test images; ASR on triggered test images whose true class is not ``target``."""
+    device = torch.device(device)
+    mean, std = channel_stats(data.x_train)
+    test = DeviceImages(data.x_test, data.y_test, device, mean, std)
+    model, generator = model.to(device).eval(), generator.to(device).eval()
+    acc = evaluate(model, test, batch_size)
+    keep = torch.nonzero(test.y != target).flatten()
+    hits = 0
+    for i in range(0, len(keep), batch_size):
+        idx = keep[i:i + batch_size]
+        x = generator(test.x[idx].float().div(255))
+        hits += int((model(train_normalise(test, x))[0].argmax(1) == target).sum())
+    return {"acc": acc, "asr": hits / max(1, len(keep)), "n_asr": int(len(keep)), "n_test": len(test)}

@@ -1,0 +1,167 @@
+"""Evas search (Evas §3.4, Algorithm 1): aging evolution over the 15,625 NB201 cells, minimising the
+trigger-NTK score of ``naspoison.backdoor.score`` — no training of the model or the generator.
+
+A pool of ``pool_size`` cells drawn uniformly; each step samples ``sample_size`` pool members
+(without replacement), mutates the one with the lowest score — one edge chosen uniformly gets a
+*different* op, drawn with weights none 1, skip 2, conv1x1 3, conv3x3 3, avgpool 1 renormalised over
+the other four — and the child replaces the oldest member. ``steps`` children in all. The result is
+the lowest score seen in the whole history (ties: the first seen).
+
+Everything random follows from the seed: the pool and mutations (numpy), the score batch (a fixed
+draw of ``batch_size`` training images) and the ``inits`` (model, generator) initialisation seeds,
+which are the same for every architecture. Scores are cached by (arch, init seeds, score setting,
+data): in memory for the search and in the artifact cache across searches and the score study,
+so a revisited cell costs nothing.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from naspoison.backdoor.generator import VARIANTS, TriggerGenerator
+from naspoison.backdoor.score import trigger_ntk_cond
+from naspoison.data.augment import channel_stats
+from naspoison.data.datasets import ImageData
+from naspoison.spaces import nb201
+from naspoison.store import content_key
+from naspoison.train import seed_everything
+
+SCORE_VERSION = "1"
+MUTATION_WEIGHTS = {"none": 1, "skip_connect": 2, "nor_conv_1x1": 3, "nor_conv_3x3": 3, "avg_pool_3x3": 1}
+
+
+class ScoreSetting(BaseModel):
+    """How one architecture is scored (Evas: batch 96, median of 3 inits, the NB201 network at C = 16)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    batch_size: int = Field(96, gt=1)
+    inits: int = Field(3, gt=0)
+    channels: int = Field(16, gt=0, description="NB201 C")
+    cells_per_stage: int = Field(5, gt=0)
+    generator_channels: int = Field(32, gt=0)
+    variant: str = "trojanzoo"
+    chunk: int = Field(8, gt=0, description="samples per vmapped Jacobian (memory, not results)")
+
+
+class EvasParams(ScoreSetting):
+    pool_size: int = Field(50, gt=1)
+    sample_size: int = Field(10, gt=0)
+    steps: int = Field(4000, ge=0)
+
+
+class Scorer:
+    """Scores NB201 cells on one fixed batch with fixed init seeds; memoised and artifact-cached."""
+
+    def __init__(self, data: ImageData, setting: ScoreSetting, seed: int, dataset_identity: dict | None = None,
+                 artifacts=None, device: str = "cpu"):
+        if setting.variant not in VARIANTS:
+            raise ValueError(f"unknown trigger variant {setting.variant!r}; known: {', '.join(VARIANTS)}")
+        self.setting, self.artifacts, self.device = setting, artifacts, torch.device(device)
+        self.data = data
+        rng = np.random.default_rng([seed, 0xE7A5])
+        n = len(data.x_train)
+        if setting.batch_size > n:
+            raise ValueError(f"score batch {setting.batch_size} is larger than the training set ({n})")
+        self.batch_indices = np.sort(rng.choice(n, setting.batch_size, replace=False))
+        self.init_seeds = [int(s) for s in rng.integers(0, 2**31 - 1, setting.inits)]
+        x = torch.from_numpy(data.x_train[self.batch_indices]).permute(0, 3, 1, 2).float().div(255)
+        self.x01 = x.to(self.device)
+        mean, std = channel_stats(data.x_train)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.identity = {"version": SCORE_VERSION, "setting": setting.model_dump(exclude={"chunk"}),
+                         "dataset": dataset_identity or {"name": data.name}, "seed": seed}
+        self.memo: dict[str, dict] = {}
+        self.computed = 0  # scores actually computed (not from memo or artifacts)
+
+    def normalise(self, x01: torch.Tensor) -> torch.Tensor:
+        return (x01 - self.mean) / self.std
+
+    def artifact_key(self, arch: str) -> str:
+        return "evas_score/" + content_key({**self.identity, "arch": arch})
+
+    def __call__(self, ops: nb201.Arch) -> dict:
+        arch = nb201.to_string(ops)
+        if arch in self.memo:
+            return self.memo[arch]
+        key = self.artifact_key(arch)
+        blob = self.artifacts.get(key) if self.artifacts is not None else None
+        if blob is not None:
+            out = json.loads(blob.decode())
+        else:
+            out = self.compute(ops)
+            if self.artifacts is not None:
+                self.artifacts.put(key, json.dumps(out).encode())
+        self.memo[arch] = out
+        return out
+
+    def compute(self, ops: nb201.Arch) -> dict:
+        s, d = self.setting, self.data
+        kappas = []
+        for init_seed in self.init_seeds:
+            seed_everything(init_seed)  # model, then generator, from this seed
+            model = nb201.Network(ops, d.num_classes, s.channels, s.cells_per_stage, d.shape[2]).to(self.device)
+            gen = TriggerGenerator(d.shape[2], s.variant, s.generator_channels,
+                                   self.mean.flatten().cpu(), self.std.flatten().cpu()).to(self.device)
+            kappas.append(trigger_ntk_cond(model, gen, self.x01, self.normalise, s.chunk))
+        self.computed += 1
+        return {"score": statistics.median(kappas), "kappas": kappas}
+
+
+def mutate(ops: nb201.Arch, rng: np.random.Generator) -> nb201.Arch:
+    edge = int(rng.integers(len(ops)))
+    choices = [op for op in nb201.OPS if op != ops[edge]]
+    w = np.array([MUTATION_WEIGHTS[op] for op in choices], dtype=float)
+    new = choices[int(rng.choice(len(choices), p=w / w.sum()))]
+    return ops[:edge] + (new,) + ops[edge + 1:]
+
+
+def aging_evolution(score: Callable[[nb201.Arch], float], params: EvasParams, seed: int,
+                    log: Callable[[str], None] | None = None) -> dict:
+    """Minimise ``score`` over NB201 cells; returns the best cell and the whole history."""
+    if params.sample_size > params.pool_size:
+        raise ValueError(f"sample_size {params.sample_size} exceeds pool_size {params.pool_size}")
+    rng = np.random.default_rng([seed, 0xA61])
+    history: list[dict] = []
+
+    def visit(ops, parent=None) -> dict:
+        entry = {"step": len(history), "arch": nb201.to_string(ops), "score": score(ops)}
+        if parent is not None:
+            entry["parent"] = parent
+        history.append(entry)
+        return entry
+
+    pool = [visit(nb201.from_index(int(i))) for i in rng.integers(0, nb201.N_ARCHS, params.pool_size)]
+    for step in range(params.steps):
+        sample = [pool[int(i)] for i in rng.choice(len(pool), params.sample_size, replace=False)]
+        parent = min(sample, key=lambda e: (e["score"], e["step"]))
+        child = visit(mutate(nb201.parse(parent["arch"]), rng), parent["step"])
+        pool = pool[1:] + [child]  # the oldest leaves
+        if log and (step + 1) % max(1, params.steps // 20) == 0:
+            best = min(history, key=lambda e: (e["score"], e["step"]))
+            log(f"evolution step {step + 1}/{params.steps}: best score {best['score']:.4g} ({best['arch']})")
+    best = min(history, key=lambda e: (e["score"], e["step"]))
+    return {"arch": best["arch"], "score": best["score"], "history": history,
+            "distinct_archs": len({e["arch"] for e in history})}
+
+
+class EvasSearch:
+    """The registry face of the search: ``search(data, params, seed, ...)`` → the found NB201 cell."""
+
+    name = "evas"
+    uses_labels = False
+    Params = EvasParams
+
+    def search(self, data: ImageData, params: EvasParams, seed: int, device="cpu", log=None,
+               artifacts=None, dataset_identity: dict | None = None) -> dict:
+        scorer = Scorer(data, params, seed, dataset_identity, artifacts, device)
+        out = aging_evolution(lambda ops: scorer(ops)["score"], params, seed, log)
+        out["scores_computed"] = scorer.computed
+        out["score_batch"] = scorer.batch_indices.tolist()
+        out["init_seeds"] = scorer.init_seeds
+        return out
