@@ -53,10 +53,13 @@ def test_variants_squash_as_their_references_do():
         TriggerGenerator(3, "badnets")
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 5])
-def test_trigger_ntk_equals_one_backward_per_logit(chunk):
+@pytest.mark.parametrize("chunk, net", [(1, "nb201"), (4, "nb201"), (5, "nb201"), (3, "resnet18")])
+def test_trigger_ntk_equals_one_backward_per_logit(chunk, net):
+    from naspoison.models import ResNet18
+
     torch.manual_seed(1)
-    model = nb201.Network(CELL, num_classes=5, C=4, cells_per_stage=1, in_channels=3)
+    model = (nb201.Network(CELL, num_classes=5, C=4, cells_per_stage=1, in_channels=3) if net == "nb201"
+             else ResNet18(5, in_channels=3, width=2))
     gen = TriggerGenerator(3, channels=4)
     x = triggered(gen, torch.rand(7, 3, 8, 8))
     fast, slow = trigger_ntk(model, x, chunk), trigger_ntk_reference(model, x)

@@ -13,45 +13,92 @@ Choices stated: the model is in eval mode (its BN at init is the identity: runni
 so each sample's Jacobian is that of the sample's own function, not of the batch's statistics;
 the generator produces x' in train mode (batch statistics), under no_grad.
 
-The fast path takes each sample's C×P Jacobian with ``torch.func`` (vmap over samples of a jacrev
-over the weights) in chunks; the reference (``trigger_ntk_reference``, tests and benchmark) runs
-one forward of the whole batch and one backward per logit.
+The fast path never forms J. Each sample is repeated C times and row (b, c) is back-propagated
+with the one-hot of class c in a single backward pass that computes input gradients only; hooks
+on every weighted layer turn (layer input, output gradient) into that row's weight gradient — for
+a conv, δ·unfold(a)ᵀ with the unfolded input shared by the sample's C rows; for a linear layer δaᵀ;
+for BN (eval) Σ δ⊙x̂ — and add its C×C block G Gᵀ (float32 products, float64 sum) to Θ. It
+needs every weight used once per forward (true of the NB201, DARTS and ResNet networks); a
+grouped conv or a BN without running statistics is refused. The reference
+(``trigger_ntk_reference``, tests and benchmark) runs one forward of the whole batch and one
+backward per logit.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, jacrev, vmap
 
 from naspoison.nas.metrics import kappa, named_weights
 
 
-def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    ids = {id(p) for p in named_weights(model)}
-    return {n: p for n, p in model.named_parameters() if id(p) in ids}
+def _weighted_layers(model: nn.Module) -> list[nn.Module]:
+    wanted = {id(p) for p in named_weights(model)}
+    out = []
+    for m in model.modules():
+        w = getattr(m, "weight", None)
+        if w is None or id(w) not in wanted:
+            continue
+        if isinstance(m, nn.Conv2d) and m.groups != 1:
+            raise ValueError(f"trigger NTK: grouped convolutions are not supported ({m})")
+        if isinstance(m, nn.BatchNorm2d) and m.running_mean is None:
+            raise ValueError(f"trigger NTK: BN without running statistics couples the samples ({m})")
+        if not isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+            raise ValueError(f"trigger NTK: no per-sample gradient rule for {type(m).__name__}")
+        out.append(m)
+    return out
+
+
+def _row_grads(m: nn.Module, a: torch.Tensor, g: torch.Tensor, c: int) -> torch.Tensor:
+    """[b, C, P_layer]: the weight gradient of each of the b·C rows (rows of a sample share its input)."""
+    b = g.shape[0] // c
+    if isinstance(m, nn.Conv2d):
+        u = F.unfold(a[::c], m.kernel_size, m.dilation, m.padding, m.stride)  # [b, C_in·k², L]
+        return torch.bmm(g.reshape(b, c * g.shape[1], -1), u.transpose(1, 2)).reshape(b, c, -1)
+    if isinstance(m, nn.Linear):
+        return (g[:, :, None] * a[:, None, :]).reshape(b, c, -1)
+    shape = (1, -1, 1, 1)
+    xhat = (a[::c] - m.running_mean.view(shape)) / torch.sqrt(m.running_var.view(shape) + m.eps)
+    return (g.reshape(b, c, *g.shape[1:]) * xhat[:, None]).sum((3, 4))
 
 
 def trigger_ntk(model: nn.Module, x: torch.Tensor, chunk: int = 8) -> torch.Tensor:
     """Θ (float64, C×C) of ``model`` on (already triggered) inputs ``x``; model in eval mode."""
-    was = model.training
+    layers = _weighted_layers(model)
+    was, flags = model.training, [p.requires_grad for p in model.parameters()]
     model.eval()
+    for p in model.parameters():  # autograd then computes input gradients only; weight gradients come from the hooks
+        p.requires_grad_(False)
+    with torch.no_grad():
+        n_classes = model(x[:1])[0].shape[1]
+    theta: list[torch.Tensor] = []
+
+    def on_forward(m, inputs, output):
+        a = inputs[0].detach()
+
+        def on_grad(g):
+            rows = _row_grads(m, a, g, n_classes)
+            theta.append(torch.bmm(rows, rows.transpose(1, 2)).sum(0).double())
+        output.register_hook(on_grad)
+
+    hooks = [m.register_forward_hook(on_forward) for m in layers]
     try:
-        weights = {n: p.detach() for n, p in _weights(model).items()}
-        rest = {n: t.detach() for n, t in list(model.named_parameters()) + list(model.named_buffers())
-                if n not in weights}
-
-        def logits(w, xi):  # one sample → [C]
-            return functional_call(model, {**rest, **w}, (xi[None],))[0][0]
-
-        per_sample = vmap(jacrev(logits), in_dims=(None, 0))
-        theta = None
+        total = None
         for i in range(0, len(x), chunk):
-            jac = per_sample(weights, x[i:i + chunk])  # name → [b, C, *shape]
-            j = torch.cat([t.flatten(2) for t in jac.values()], 2).double()  # [b, C, P]
-            part = torch.einsum("bcp,bdp->cd", j, j)
-            theta = part if theta is None else theta + part
-        return theta / len(x)
+            xb = x[i:i + chunk]
+            c = n_classes
+            xr = xb.repeat_interleave(c, 0).requires_grad_(True)
+            out = model(xr)[0]
+            torch.autograd.grad(out, xr, torch.eye(c, device=x.device, dtype=out.dtype).repeat(len(xb), 1))
+            part = torch.stack(theta).sum(0)
+            theta.clear()
+            total = part if total is None else total + part
+        return total / len(x)
     finally:
+        for h in hooks:
+            h.remove()
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
         model.train(was)
 
 
