@@ -48,7 +48,12 @@ def _report_for(trials, store: ResultStore):
     from naspoison.report.collect import collect
 
     col = collect(trials, store)
-    return col, analyse(col.accuracies, col.baseline)
+    report = analyse(col.accuracies, col.baseline) if any(t.family in ("poisoning", "random_baseline") for t in trials) else {}
+    if col.evas or col.evas_searches:
+        from naspoison.report.evas import evas_table
+
+        report["evas"] = evas_table(col.evas, col.evas_searches)
+    return col, report
 
 
 def _write_reports(report: dict, out: Path) -> list[Path]:
@@ -167,30 +172,37 @@ class _Progress:
 
 
 def _plan(args, trials, skipped, store: ResultStore) -> int:
-    cells: dict[str, dict[str, str]] = {"poison": {}, "search": {}, "train": {}}
+    from naspoison.suite.expand import EvasTrial
+
+    stages_order = ("poison", "search", "train", "evas_search", "backdoor")
+    cells: dict[str, dict[str, str]] = {}
     kind: dict[str, str] = {}  # cell key -> its cost class (see _cost_class)
     users: dict[str, int] = {}
-    train_unknown = 0
+    unknown_after: dict[str, int] = {}  # stage -> cells not known until a search has run
+
+    def note(spec: dict) -> str:
+        k = content_key(spec)
+        users[k] = users.get(k, 0) + 1
+        kind[k] = _cost_class(spec)
+        cells.setdefault(spec["stage"], {})[k] = "cached" if store.has(spec["stage"], k) else "run"
+        return k
+
     for t in trials:
         if t.poison is not None:
-            k = content_key(t.poison)
-            users[k] = users.get(k, 0) + 1
-            cells["poison"][k] = "cached" if store.has("poison", k) else "run"
-        k = content_key(t.search)
-        kind[k] = _cost_class(t.search)
-        users[k] = users.get(k, 0) + 1
-        try:
-            rec = store.get("search", k)
-        except CorruptRecord:
-            rec = None
-        cells["search"][k] = "run" if rec is None else "cached"
-        if rec is None:
-            train_unknown += 1
-            continue
-        tspec = t.train_spec(rec.result["genotype"])
-        k = content_key(tspec)
-        users[k] = users.get(k, 0) + 1
-        cells["train"][k] = "cached" if store.has("train", k) else "run"
+            note(t.poison)
+        rec = None
+        if t.search is not None:
+            k = note(t.search)
+            try:
+                rec = store.get(t.search["stage"], k)
+            except CorruptRecord:
+                rec = None
+            if rec is None:
+                after = "backdoor" if isinstance(t, EvasTrial) else "train"
+                unknown_after[after] = unknown_after.get(after, 0) + 1
+                continue
+        note(t.train_spec(rec.result if rec else None))
+    cells = {s: cells.get(s, {}) for s in stages_order if s in cells or s in unknown_after}
     est = _wall_estimates(store)
     con = _console()
     from rich.table import Table
@@ -202,7 +214,7 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
     unknown = False
     for stage, d in cells.items():
         run = sum(v == "run" for v in d.values())
-        extra = train_unknown if stage == "train" else 0
+        extra = unknown_after.get(stage, 0)
         shared = sum(1 for k in d if users.get(k, 0) > 1)
         # a search costs what recorded searches of the same algorithm cost; other stages by stage
         per_cell = [est.get(kind.get(k, stage)) for k, v in d.items() if v == "run"] + [est.get(stage)] * extra
@@ -226,7 +238,7 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
 
 def _cost_class(spec: dict) -> str:
     """Cells expected to cost alike: a search by its algorithm, anything else by its stage."""
-    return f"search:{spec['params']['algorithm']}" if spec["stage"] == "search" else spec["stage"]
+    return f"search:{spec['params']['algorithm']}" if spec["stage"] in ("search", "evas_search") else spec["stage"]
 
 
 def _wall_estimates(store: ResultStore) -> dict[str, float]:
@@ -239,7 +251,7 @@ def _wall_estimates(store: ResultStore) -> dict[str, float]:
         w = rec.provenance.get("wall_seconds")
         if isinstance(w, (int, float)):
             walls.setdefault(rec.stage, []).append(float(w))
-            if rec.stage == "search":
+            if rec.stage in ("search", "evas_search"):
                 walls.setdefault(_cost_class(rec.spec), []).append(float(w))
     return {k: statistics.median(v) for k, v in walls.items()}
 
@@ -382,7 +394,7 @@ def cmd_gc(args) -> int:
         referenced: set[str] = set()
         for prof in suite.model.profiles:
             trials = expand(suite, prof).trials
-            referenced |= {content_key(s) for t in trials for s in (t.poison, t.search) if s}
+            referenced |= {content_key(s) for t in trials for s in (t.poison, t.search) if s}  # backdoor cells: train_keys
             referenced |= collect(trials, ResultStore(args.store, read_only=True)).train_keys
         for path in store.iter_files():
             if path.stem not in referenced:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from naspoison.report.analysis import TrialAccuracy
 from naspoison.store import CorruptRecord, ResultStore, content_key
-from naspoison.suite.expand import Trial
+from naspoison.suite.expand import EvasTrial, Trial
 
 
 @dataclass
@@ -16,6 +16,8 @@ class Collected:
     corrupt: list[str] = field(default_factory=list)
     checked: int = 0                                   # cell files verified
     train_keys: set[str] = field(default_factory=set)
+    evas: list[dict] = field(default_factory=list)            # evas_eval rows: row, seed, arch, acc, asr
+    evas_searches: list[dict] = field(default_factory=list)   # what each Evas search found
 
 
 def collect(trials: list[Trial], store: ResultStore) -> Collected:
@@ -39,13 +41,22 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
     for t in trials:
         if t.poison is not None:
             get(t.poison, t.label)
-        found = get(t.search, t.label)
-        if found is None:
-            out.missing.append(f"train (after search) {t.label}")
+        found = get(t.search, t.label) if t.search is not None else None
+        if t.search is not None and found is None:
+            out.missing.append(f"{'backdoor' if isinstance(t, EvasTrial) else 'train'} (after search) {t.label}")
             continue
-        tspec = t.train_spec(found.result["genotype"])
+        tspec = t.train_spec(found.result if found else None)
         out.train_keys.add(content_key(tspec))
         trained = get(tspec, t.label)
+        if isinstance(t, EvasTrial):
+            if found is not None and t.family == "evas_search":
+                r = found.result
+                out.evas_searches.append({"seed": t.seed, "arch": r["arch"], "score": r["score"],
+                                          "visited": len(r["history"]), "distinct_archs": r["distinct_archs"]})
+            if trained is not None and t.family == "evas_eval":
+                out.evas.append({"row": t.algorithm, "seed": t.seed, "arch": trained.result["arch"],
+                                 "acc": trained.result["acc"], "asr": trained.result["asr"]})
+            continue
         if trained is None:
             continue
         acc = 100.0 * trained.result["test_acc"]

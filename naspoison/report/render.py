@@ -66,11 +66,12 @@ def to_json(report: dict) -> str:
 
 
 def to_csv(report: dict) -> str:
+    """The poisoning rows (the Evas table is in the JSON, Markdown and LaTeX reports)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["attack", "budget", "algorithm", "n", "acc_mean", "acc_std", "delta_imp", "t", "df", "p", "q",
                 "significant", "untestable", "diff", "ci_low", "ci_high", "hedges_g"])
-    for r in report["rows"]:
+    for r in report.get("rows", []):
         t, e = r.get("test", {}), r.get("effect", {})
         w.writerow([r["attack"], "" if r["budget"] is None else r["budget"], r["algorithm"], r["n"], r["mean"],
                     r["std"], r["delta_imp"], t.get("t"), t.get("df"), t.get("p"), t.get("q"),
@@ -79,7 +80,15 @@ def to_csv(report: dict) -> str:
     return buf.getvalue()
 
 
+def _evas_md(report: dict) -> list[str]:
+    from naspoison.report import evas
+
+    return evas.markdown_lines(report["evas"]) if "evas" in report else []
+
+
 def to_markdown(report: dict) -> str:
+    if "algorithms" not in report:  # an Evas-only selection
+        return "\n".join(_evas_md(report)).lstrip() + "\n"
     algs = report["algorithms"]
     head = "| Poisoning attack | p | " + " | ".join(f"{a} Acc. | {a} ΔImp." for a in algs) + " |"
     sep = "|---|---|" + "---|---|" * len(algs)
@@ -95,10 +104,14 @@ def to_markdown(report: dict) -> str:
             else:
                 cells += [_acc(r), _dimp(r)]
         lines.append(f"| {attack_title(attack)} | {_budget(budget)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + [f"- {n}" for n in footnotes(report)]) + "\n"
+    return "\n".join(lines + [""] + [f"- {n}" for n in footnotes(report)] + _evas_md(report)) + "\n"
 
 
 def to_latex(report: dict) -> str:
+    if "algorithms" not in report:
+        from naspoison.report import evas
+
+        return "\n".join(evas.latex_lines(report["evas"])) + "\n"
     algs = report["algorithms"]
 
     def tex(s: str) -> str:
@@ -121,10 +134,35 @@ def to_latex(report: dict) -> str:
                 cells += [mark(tex(_acc(r)), _sig(r)), mark(_dimp(r), _sig(r))]
         out.append(f"{tex(attack_title(attack))} & {tex(_budget(budget))} & " + " & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
+    if "evas" in report:
+        from naspoison.report import evas
+
+        out += [""] + evas.latex_lines(report["evas"])
     return "\n".join(out) + "\n"
 
 
+def _evas_console(t: dict):
+    from rich.table import Table
+
+    table = Table(title="Evas: ACC and ASR per architecture", caption=t["note"], caption_justify="left")
+    for col in ("architecture", "ACC (%)", "ASR (%)", "seeds", "cell"):
+        table.add_column(col, justify="left" if col in ("architecture", "cell") else "right")
+    for r in t["rows"]:
+        table.add_row(r["title"], f"{r['acc']['mean']:.2f} ± {r['acc']['std']:.2f}",
+                      f"{r['asr']['mean']:.2f} ± {r['asr']['std']:.2f}", str(r["n"]), r["arch"])
+    return table
+
+
 def to_console(report: dict, title: str = "Robustness of NAS to data poisoning"):
+    from rich.console import Group
+
+    parts = [_poisoning_console(report, title)] if "algorithms" in report else []
+    if "evas" in report:
+        parts.append(_evas_console(report["evas"]))
+    return Group(*parts)
+
+
+def _poisoning_console(report: dict, title: str):
     from rich.table import Table
 
     algs = report["algorithms"]

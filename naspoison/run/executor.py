@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from naspoison.run import stages
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
-from naspoison.suite.expand import Trial
+from naspoison.suite.expand import EvasTrial, Trial
 
 Event = dict  # {"kind": "done"|"failed"|"cached", "stage", "label", "key", "seconds", "error"?}
 
@@ -62,6 +62,14 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
     def log(message: str) -> None:
         emit({"kind": "log", "label": label, "message": message})
 
+    if isinstance(trial, EvasTrial):
+        found = None
+        if trial.search is not None:
+            found = _ensure(store, trial.search, lambda d: stages.compute_evas_search(trial.search, ds, artifacts, d, log),
+                            device, label, emit, summary)
+        bspec = trial.train_spec(found)
+        _ensure(store, bspec, lambda d: stages.compute_backdoor(bspec, ds, artifacts, d, log), device, label, emit, summary)
+        return
     for needed in trial.requires:  # a NAS-aware attack's victim: the clean trials of its algorithm
         run_trial(needed, store, artifacts, device, emit, summary)
     if trial.poison is not None:
@@ -70,7 +78,7 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
     found = _ensure(store, trial.search,
                     lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d, log, store),
                     device, label, emit, summary)
-    tspec = trial.train_spec(found["genotype"])
+    tspec = trial.train_spec(found)
     _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d, artifacts), device, label, emit, summary)
 
 
@@ -112,13 +120,25 @@ def _failing_spec(trial: Trial, store: ResultStore) -> dict:
     for spec in (trial.poison, trial.search):
         if spec is not None and not store.has(spec["stage"], content_key(spec)):
             return spec
-    found = store.get("search", content_key(trial.search)).result
-    return trial.train_spec(found["genotype"])
+    return trial.train_spec(_found(trial, store))
+
+
+def _found(trial, store: ResultStore) -> dict | None:
+    """The trial's search result (None for a fixed-architecture Evas row); KeyError if not stored yet."""
+    if trial.search is None:
+        return None
+    rec = store.get(trial.search["stage"], content_key(trial.search))
+    if rec is None:
+        raise KeyError(content_key(trial.search))
+    return rec.result
 
 
 def _complete(trial: Trial, store: ResultStore) -> bool:
-    found = store.get("search", content_key(trial.search))
-    return found is not None and store.has("train", content_key(trial.train_spec(found.result["genotype"])))
+    try:
+        spec = trial.train_spec(_found(trial, store))
+    except KeyError:
+        return False
+    return store.has(spec["stage"], content_key(spec))
 
 
 # ----------------------------------------------------------------------------- many workers

@@ -22,7 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
-VERSIONS = {"poison": "1", "search": "1", "train": "1"}
+VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1"}
 SPACE = "darts"
 
 
@@ -53,6 +53,17 @@ def search_spec(algorithm: str, params: dict, dataset: dict, seed: int, poison: 
 def train_spec(genotype: dict, recipe: dict, dataset: dict, seed: int) -> dict:
     return _spec("train", {"genotype": Genotype.from_dict(genotype).to_dict(), "recipe": recipe,
                            "dataset": dataset_identity(dataset), "seed": seed}, {})
+
+
+def evas_search_spec(params: dict, dataset: dict, seed: int) -> dict:
+    return _spec("evas_search", {"algorithm": "evas", "algorithm_params": params, "space": "nb201",
+                                 "dataset": dataset_identity(dataset), "seed": seed}, {})
+
+
+def backdoor_spec(arch: str, recipe: dict, generator: dict, dataset: dict, seed: int, search_key: str | None) -> dict:
+    """A backdoor cell: the architecture itself is in the key (an Evas row also names its search)."""
+    return _spec("backdoor", {"arch": arch, "recipe": recipe, "generator": generator,
+                              "dataset": dataset_identity(dataset), "seed": seed}, {"evas_search": search_key})
 
 
 # ----------------------------------------------------------------------------- computing
@@ -146,6 +157,35 @@ def compute_train(spec: dict, dataset: dict, device: str, artifacts: ArtifactCac
     model, result = train_model(spec, dataset, device)
     if artifacts is not None:
         artifacts.put(weights_key(spec), weights_blob(model))
+    return result
+
+
+def compute_evas_search(spec: dict, dataset: dict, artifacts: ArtifactCache | None, device: str, log=None) -> dict:
+    """Evas search on clean data; every architecture score is also an artifact (shared with other searches)."""
+    from naspoison.nas.evas import EvasParams, EvasSearch
+
+    p = spec["params"]
+    params = EvasParams.model_validate_json(json.dumps(p["algorithm_params"]))
+    return EvasSearch().search(load_dataset(dataset), params, p["seed"], device, log, artifacts,
+                               dataset_identity(dataset))
+
+
+def backdoor_key(spec: dict) -> str:
+    return "backdoor/" + content_key(spec)
+
+
+def compute_backdoor(spec: dict, dataset: dict, artifacts: ArtifactCache | None, device: str, log=None) -> dict:
+    """Train the architecture clean, then its trigger generator; both sets of weights go to the artifact
+    cache (the backdoor defenses read them)."""
+    from naspoison.backdoor.attack import GeneratorRecipe
+    from naspoison.backdoor.evaluate import ModelRecipe, backdoor_cell
+
+    p = spec["params"]
+    model, gen, result = backdoor_cell(p["arch"], load_dataset(dataset), ModelRecipe.model_validate(p["recipe"]),
+                                       GeneratorRecipe.model_validate(p["generator"]), p["seed"], device, log)
+    if artifacts is not None:
+        artifacts.put(backdoor_key(spec), state_to_bytes({**{f"model.{k}": v for k, v in model.state_dict().items()},
+                                                          **{f"generator.{k}": v for k, v in gen.state_dict().items()}}))
     return result
 
 

@@ -35,18 +35,77 @@ class Trial:
         row = self.attack if self.budget is None else f"{self.attack}@{self.budget:g}"
         return f"{self.family}/{row}/{self.algorithm}/seed={self.seed}"
 
-    def train_spec(self, genotype: dict) -> dict:
-        """The train cell, once the search has produced ``genotype``."""
-        return stages.train_spec(genotype, self.recipe, self.dataset, self.seed)
+    def train_spec(self, found: dict) -> dict:
+        """The train cell, once the search has produced its result ``found`` (with the genotype)."""
+        return stages.train_spec(found["genotype"], self.recipe, self.dataset, self.seed)
 
     def fields(self) -> dict:
         return {"family": self.family, "attack": self.attack, "budget": self.budget,
                 "algorithm": self.algorithm, "seed": self.seed}
 
 
+@dataclass(frozen=True)
+class EvasTrial:
+    """An Evas row: (optional) evas_search → backdoor. ``search`` is None for rows with a fixed
+    architecture (ResNet-18, random cells); ``algorithm`` names the row (evas, resnet18, random_1, ...)."""
+
+    family: str
+    algorithm: str
+    seed: int
+    search: dict | None = field(repr=False)
+    arch: str | None                         # fixed architecture; None: the search's find
+    dataset: dict = field(repr=False)
+    recipe: dict = field(repr=False)
+    generator: dict = field(repr=False)
+    attack: str = NO_ATTACK
+    budget: float | None = None
+    poison: None = None
+    requires: tuple = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}/{self.algorithm}/seed={self.seed}"
+
+    def train_spec(self, found: dict | None) -> dict:
+        """The backdoor cell, once the architecture is known (``found``: the search's result)."""
+        arch = self.arch if self.search is None else found["arch"]
+        return stages.backdoor_spec(arch, self.recipe, self.generator, self.dataset, self.seed,
+                                    None if self.search is None else content_key(self.search))
+
+    def fields(self) -> dict:
+        return {"family": self.family, "attack": self.attack, "budget": self.budget,
+                "algorithm": self.algorithm, "seed": self.seed}
+
+
+def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
+    import numpy as np
+
+    from naspoison.spaces import nb201
+
+    ev = prof.evas
+    search_params, recipe, generator = ev.search.model_dump(), ev.model.model_dump(), ev.generator.model_dump()
+    out: list[EvasTrial] = []
+    searches = []
+    if fam.evas_search:
+        searches = [stages.evas_search_spec(search_params, dataset, s) for s in range(fam.evas_search.search_seeds)]
+        # the found cell of every search seed, trained and attacked with that seed (seed 0: shared with evas_eval)
+        out += [EvasTrial("evas_search", "evas", s, spec, None, dataset, recipe, generator)
+                for s, spec in enumerate(searches)]
+    if fam.evas_eval:
+        e = fam.evas_eval
+        rng = np.random.default_rng([e.random_seed, 0x201])
+        rows = [("evas", searches[0], None)] + [(b, None, b) for b in e.baselines]
+        rows += [(f"random_{i + 1}", None, nb201.to_string(nb201.from_index(int(j))))
+                 for i, j in enumerate(rng.integers(0, nb201.N_ARCHS, e.random_archs))]
+        for name, search, arch in rows:
+            for seed in range(ev.seeds or prof.seeds):
+                out.append(EvasTrial("evas_eval", name, seed, search, arch, dataset, recipe, generator))
+    return out
+
+
 @dataclass
 class Expansion:
-    trials: list[Trial]
+    trials: list[Trial | EvasTrial]
     skipped: list[str]  # combinations the structure rules out, with the reason
 
 
@@ -102,6 +161,7 @@ def expand(suite: Suite, profile_name: str) -> Expansion:
         for seed in seeds:
             trials.append(Trial("random_baseline", NO_ATTACK, None, alg, seed, None,
                                 stages.search_spec(alg, alg_params(alg), dataset, seed, None), dataset, recipe))
+    trials += expand_evas(fam, prof, dataset)
     return Expansion(trials, sorted(set(skipped)))
 
 

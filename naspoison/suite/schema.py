@@ -12,8 +12,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from naspoison.attacks import ATTACKS, NO_ATTACK
+from naspoison.backdoor.attack import GeneratorRecipe
+from naspoison.backdoor.evaluate import ModelRecipe
 from naspoison.data.datasets import DATASETS, DatasetSpec
 from naspoison.nas import ALGORITHMS
+from naspoison.nas.evas import EvasParams
 from naspoison.suite.yamlio import YAML11_BOOLS, SuiteError, dotted, line_of, load_with_lines
 from naspoison.train import Recipe
 
@@ -39,9 +42,34 @@ class RandomBaselineFamily(_Strict):
     algorithm: str = "random"
 
 
+class EvasSearchFamily(_Strict):
+    """Evas search (aging evolution on the trigger-NTK score) on the profile's clean data."""
+
+    search_seeds: int = Field(1, gt=0, description="independent searches; evas_eval evaluates seed 0's find")
+
+
+class EvasEvalFamily(_Strict):
+    """Evas Table 1: ACC and ASR of the found cell, fixed baselines and random NB201 cells."""
+
+    baselines: list[str] = Field(default_factory=lambda: ["resnet18"])
+    random_archs: int = Field(2, ge=0)
+    random_seed: int = 0
+
+
 class Families(_Strict):
     poisoning: PoisoningFamily | None = None
     random_baseline: RandomBaselineFamily | None = None
+    evas_search: EvasSearchFamily | None = None
+    evas_eval: EvasEvalFamily | None = None
+
+
+class EvasProfile(_Strict):
+    """The Evas numbers of a profile: search, the model recipe of every row, the generator."""
+
+    seeds: int | None = Field(None, gt=0, description="training seeds of evas_eval (default: the profile's seeds)")
+    search: EvasParams = Field(default_factory=EvasParams)
+    model: ModelRecipe = Field(default_factory=ModelRecipe)
+    generator: GeneratorRecipe = Field(default_factory=GeneratorRecipe)
 
 
 class Profile(_Strict):
@@ -51,6 +79,7 @@ class Profile(_Strict):
     train: Recipe = Field(default_factory=Recipe)
     attacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     algorithms: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    evas: EvasProfile = Field(default_factory=EvasProfile)
 
 
 class SuiteModel(_Strict):
@@ -61,7 +90,8 @@ class SuiteModel(_Strict):
 
 def _all_field_names() -> set[str]:
     names: set[str] = set()
-    for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, Profile, DatasetSpec, Recipe):
+    for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, EvasSearchFamily, EvasEvalFamily, Profile,
+              DatasetSpec, Recipe, EvasProfile, EvasParams, ModelRecipe, GeneratorRecipe):
         names |= set(m.model_fields)
     return names
 
@@ -96,8 +126,22 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[tuple, str]]:
 def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
     out: list[tuple[tuple, str]] = []
     fam = m.families
-    if fam.poisoning is None and fam.random_baseline is None:
-        out.append((("families",), "declares no family; add poisoning and/or random_baseline"))
+    if not any(getattr(fam, f) for f in Families.model_fields):
+        out.append((("families",), f"declares no family; add one of {', '.join(Families.model_fields)}"))
+    if fam.evas_eval:
+        from naspoison.backdoor.evaluate import RESNET18
+
+        for i, b in enumerate(fam.evas_eval.baselines):
+            if b != RESNET18:
+                try:
+                    from naspoison.spaces import nb201
+
+                    nb201.parse(b)
+                except ValueError as e:
+                    out.append((("families", "evas_eval", "baselines", i),
+                                f"a baseline is {RESNET18!r} or an NB201 arch string: {e}"))
+        if fam.evas_search is None:
+            out.append((("families", "evas_eval"), "needs the evas_search family: its first row is the found cell"))
     used_attacks: set[str] = set()
     used_algorithms: set[str] = set()
     if fam.poisoning:
@@ -128,6 +172,15 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
         used_algorithms.add(alg)
     for pname, prof in m.profiles.items():
         at = ("profiles", pname)
+        from naspoison.backdoor import VARIANTS
+
+        for section in ("search", "generator"):
+            v = getattr(prof.evas, section).variant
+            if v not in VARIANTS:
+                out.append((at + ("evas", section, "variant"), f"unknown trigger variant {v!r}{did_you_mean(v, VARIANTS)}"))
+        s = prof.evas.search
+        if s.sample_size > s.pool_size:
+            out.append((at + ("evas", "search", "sample_size"), f"{s.sample_size} exceeds pool_size {s.pool_size}"))
         if prof.dataset.name not in DATASETS:
             out.append((at + ("dataset", "name"), f"unknown dataset {prof.dataset.name!r}{did_you_mean(prof.dataset.name, DATASETS)}"))
         if prof.dataset.name == "npz" and not prof.dataset.path:
