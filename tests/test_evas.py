@@ -9,8 +9,8 @@ import torch
 from naspoison.attacks.surrogate import SurrogateRecipe
 from naspoison.backdoor import TriggerGenerator
 from naspoison.backdoor.attack import GeneratorRecipe, attack_metrics, train_generator
-from naspoison.data.augment import channel_stats
 from naspoison.backdoor.score import trigger_ntk, trigger_ntk_reference, triggered
+from naspoison.data.augment import channel_stats
 from naspoison.nas.evas import MUTATION_WEIGHTS, EvasParams, EvasSearch, Scorer, mutate
 from naspoison.nas.metrics import KAPPA_MAX, kappa
 from naspoison.spaces import nb201
@@ -82,7 +82,7 @@ def _tiny_data():
     return load_dataset({"name": "digits", "train_size": 200, "test_size": 60})
 
 
-TINY = dict(batch_size=6, inits=3, channels=4, cells_per_stage=1, generator_channels=4)
+TINY = {"batch_size": 6, "inits": 3, "channels": 4, "cells_per_stage": 1, "generator_channels": 4}
 
 
 def test_evolution_is_deterministic_for_a_seed_and_scores_each_cell_once(tmp_path):
@@ -154,7 +154,7 @@ def test_generator_training_raises_asr_and_leaves_the_model_untouched(digits_sma
                              backdoor_prob=0.5, cross_prob=0.1, crop_padding=1, flip=False, target=3)
     seed_everything(0)
     untrained = attack_metrics(model, TriggerGenerator(1, channels=8).eval(), data, 3)
-    g, info = train_generator(model, data, recipe, seed=0)
+    g, _ = train_generator(model, data, recipe, seed=0)
     after = attack_metrics(model, g, data, 3)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # frozen, BN stats included
     assert after["acc"] == untrained["acc"] and after["n_asr"] == int((data.y_test != 3).sum())

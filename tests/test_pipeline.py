@@ -6,6 +6,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from conftest import naspoison
 
 from naspoison.store import ResultStore
@@ -273,3 +274,55 @@ def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_pat
         assert again.to_bytes() == kept
     art.close()
     torch.set_num_threads(threads)
+
+
+EVAS_SUITE = """\
+version: 1
+families:
+  evas_search: {search_seeds: 1}
+  evas_eval: {baselines: [resnet18], random_archs: 1}
+profiles:
+  tiny:
+    seeds: 2
+    dataset: {name: digits, train_size: 240, test_size: 96}
+    evas:
+      seeds: 1
+      search: {batch_size: 6, inits: 2, channels: 4, cells_per_stage: 1, generator_channels: 4, pool_size: 4,
+               sample_size: 2, steps: 4}
+      model: {epochs: 2, batch_size: 48, channels: 4, cells_per_stage: 1, resnet_width: 4, crop_padding: 1, flip: false}
+      generator: {channels: 4, mask_epochs: 1, pattern_epochs: 1, batch_size: 48, mask_density: 0.25,
+                  crop_padding: 1, flip: false}
+"""
+
+
+def test_evas_families_run_cache_check_and_report(tmp_path):
+    import json
+
+    from naspoison.store import ResultStore, content_key
+    from naspoison.suite.expand import expand
+    from naspoison.suite.schema import Suite
+
+    (tmp_path / "suite.yaml").write_text(EVAS_SUITE)
+    first = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "computed 3 backdoor, 1 evas_search" in first.stdout  # the search row's cell is evas_eval's Evas row
+    store = ResultStore(tmp_path / "cache", read_only=True)
+    trials = expand(Suite(tmp_path / "suite.yaml"), "tiny").trials
+    search = store.get("evas_search", content_key(trials[0].search)).result
+    assert len(search["history"]) == 4 + 4 and search["scores_computed"] == search["distinct_archs"]
+    evas_row = next(t for t in trials if t.family == "evas_eval" and t.algorithm == "evas")
+    spec = evas_row.train_spec(search)
+    assert spec["params"]["arch"] == search["arch"] and spec["upstream"]["evas_search"] == content_key(trials[0].search)
+    report = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text())
+    rows = report["evas"]["rows"]
+    assert [r["row"] for r in rows] == ["evas", "resnet18", "random_1"] and "algorithms" not in report
+    cell = store.get("backdoor", content_key(spec)).result
+    assert rows[0]["acc"]["mean"] == pytest.approx(100 * cell["acc"]) and 0 <= cell["asr"] <= 1
+    assert "Evas: ACC and ASR" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
+    again = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
+    assert "computed nothing" in again.stdout
+    check = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--check")
+    assert check.returncode == 0 and "4 cells verified" in check.stdout, check.stdout
+    (tmp_path / "suite.yaml").write_text(EVAS_SUITE.replace("evas_search: {search_seeds: 1}\n", ""))
+    bad = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--plan")
+    assert bad.returncode == 2 and "needs the evas_search family" in bad.stdout + bad.stderr

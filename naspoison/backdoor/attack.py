@@ -175,4 +175,4 @@ def attack_metrics(model: nn.Module, generator: TriggerGenerator, data: ImageDat
         idx = keep[i:i + batch_size]
         x = generator(test.x[idx].float().div(255))
         hits += int((model(train_normalise(test, x))[0].argmax(1) == target).sum())
-    return {"acc": acc, "asr": hits / max(1, len(keep)), "n_asr": int(len(keep)), "n_test": len(test)}
+    return {"acc": acc, "asr": hits / max(1, len(keep)), "n_asr": len(keep), "n_test": len(test)}

@@ -44,7 +44,7 @@ def _weighted_layers(model: nn.Module) -> list[nn.Module]:
         if isinstance(m, nn.BatchNorm2d) and m.running_mean is None:
             raise ValueError(f"trigger NTK: BN without running statistics couples the samples ({m})")
         if not isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
-            raise ValueError(f"trigger NTK: no per-sample gradient rule for {type(m).__name__}")
+            raise TypeError(f"trigger NTK: no per-sample gradient rule for {type(m).__name__}")
         out.append(m)
     return out
 
