@@ -174,7 +174,7 @@ class _Progress:
 def _plan(args, trials, skipped, store: ResultStore) -> int:
     from naspoison.suite.expand import EvasTrial
 
-    stages_order = ("poison", "search", "train", "evas_search", "backdoor")
+    stages_order = ("poison", "search", "train", "evas_search", "backdoor", "scenario")
     cells: dict[str, dict[str, str]] = {}
     kind: dict[str, str] = {}  # cell key -> its cost class (see _cost_class)
     users: dict[str, int] = {}
@@ -201,7 +201,8 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
                 after = "backdoor" if isinstance(t, EvasTrial) else "train"
                 unknown_after[after] = unknown_after.get(after, 0) + 1
                 continue
-        note(t.train_spec(rec.result if rec else None))
+        for spec in t.after_search(rec.result if rec else None):
+            note(spec)
     cells = {s: cells.get(s, {}) for s in stages_order if s in cells or s in unknown_after}
     est = _wall_estimates(store)
     con = _console()

@@ -171,3 +171,27 @@ def test_generator_training_raises_asr_and_leaves_the_model_untouched(digits_sma
     assert after["asr"] == pytest.approx(hits / after["n_asr"])
     with pytest.raises(ValueError, match="target class 10"):
         train_generator(model, data, recipe.model_copy(update={"target": 10}), seed=0)
+
+
+def test_poisoned_finetuning_set_triggers_exactly_the_stated_fraction(digits_small):
+    from naspoison.backdoor.scenarios import poison_with_trigger, run_scenario
+
+    torch.manual_seed(0)
+    g = TriggerGenerator(1, channels=4).eval()
+    n = len(digits_small.x_train)
+    source = (digits_small.x_train.copy(), digits_small.y_train.copy())
+    for fraction, k in ((0.0001, 1), (0.05, 15), (1.0, n)):  # ⌈f·n⌉, at least one
+        data, idx = poison_with_trigger(digits_small, g, fraction, target=7, seed=0)
+        assert len(idx) == k == len(set(idx.tolist()))
+        rest = np.setdiff1d(np.arange(n), idx)
+        assert (data.y_train[idx] == 7).all() and (data.y_train[rest] == digits_small.y_train[rest]).all()
+        assert (data.x_train[rest] == digits_small.x_train[rest]).all() and data.x_train.dtype == np.uint8
+        with torch.no_grad():
+            x = torch.from_numpy(digits_small.x_train[idx]).permute(0, 3, 1, 2).float() / 255
+            want = (g(x) * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        assert (data.x_train[idx] == want).all()
+        assert (digits_small.x_train == source[0]).all() and (digits_small.y_train == source[1]).all()  # a copy
+    with pytest.raises(ValueError, match="needs fraction"):
+        run_scenario("poisoned_finetune", None, g, digits_small, None, None, None, "x", 0, None)
+    with pytest.raises(ValueError, match="unknown scenario 'prune'"):
+        run_scenario("prune", None, g, digits_small, None, None, None, "x", 0, None)

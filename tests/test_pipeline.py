@@ -280,7 +280,8 @@ EVAS_SUITE = """\
 version: 1
 families:
   evas_search: {search_seeds: 1}
-  evas_eval: {baselines: [resnet18], random_archs: 1}
+  evas_eval: {baselines: [resnet18], random_archs: 1, scenarios: [finetune_clean, retrain, poisoned_finetune],
+              poison_fractions: [0.05]}
 profiles:
   tiny:
     seeds: 2
@@ -292,6 +293,7 @@ profiles:
       model: {epochs: 2, batch_size: 48, channels: 4, cells_per_stage: 1, resnet_width: 4, crop_padding: 1, flip: false}
       generator: {channels: 4, mask_epochs: 1, pattern_epochs: 1, batch_size: 48, mask_density: 0.25,
                   crop_padding: 1, flip: false}
+      finetune: {epochs: 1, batch_size: 48, crop_padding: 1, flip: false}
 """
 
 
@@ -305,7 +307,8 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     (tmp_path / "suite.yaml").write_text(EVAS_SUITE)
     first = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "computed 3 backdoor, 1 evas_search" in first.stdout  # the search row's cell is evas_eval's Evas row
+    # the search row's backdoor cell is evas_eval's Evas row; each of 3 rows × 3 scenarios is one more cell
+    assert "computed 3 backdoor, 1 evas_search, 9 scenario" in first.stdout, first.stdout
     store = ResultStore(tmp_path / "cache", read_only=True)
     trials = expand(Suite(tmp_path / "suite.yaml"), "tiny").trials
     search = store.get("evas_search", content_key(trials[0].search)).result
@@ -316,13 +319,26 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     report = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text())
     rows = report["evas"]["rows"]
     assert [r["row"] for r in rows] == ["evas", "resnet18", "random_1"] and "algorithms" not in report
+    assert [(t["scenario"], t["fraction"]) for t in report["evas"]["scenarios"]] == [
+        ("finetune_clean", None), ("retrain", None), ("poisoned_finetune", 0.05)]
     cell = store.get("backdoor", content_key(spec)).result
     assert rows[0]["acc"]["mean"] == pytest.approx(100 * cell["acc"]) and 0 <= cell["asr"] <= 1
     assert "Evas: ACC and ASR" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
     again = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
     assert "computed nothing" in again.stdout
     check = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--check")
-    assert check.returncode == 0 and "4 cells verified" in check.stdout, check.stdout
+    assert check.returncode == 0 and "13 cells verified" in check.stdout, check.stdout
+    # a scenario whose backdoor weights were evicted recomputes them: the same numbers as before
+    poisoned = next(t for t in trials if t.scenario == "poisoned_finetune" and t.algorithm == "evas")
+    scen = poisoned.after_search(search)[1]
+    before = store.get("scenario", content_key(scen)).result
+    assert before["n_poisoned"] == 12  # ⌈0.05 · 240⌉
+    (tmp_path / "cache" / "scenario" / f"{content_key(scen)}.json").unlink()
+    shutil.rmtree(tmp_path / "artifacts")
+    redo = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
+    assert "computed 1 scenario" in redo.stdout and "recomputing the backdoor cell" in redo.stdout, redo.stdout
+    after = store.get("scenario", content_key(scen)).result
+    assert (after["acc"], after["asr"]) == (before["acc"], before["asr"])
     (tmp_path / "suite.yaml").write_text(EVAS_SUITE.replace("evas_search: {search_seeds: 1}\n", ""))
     bad = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--plan")
     assert bad.returncode == 2 and "needs the evas_search family" in bad.stdout + bad.stderr

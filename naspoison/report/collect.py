@@ -45,9 +45,10 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
         if t.search is not None and found is None:
             out.missing.append(f"{'backdoor' if isinstance(t, EvasTrial) else 'train'} (after search) {t.label}")
             continue
-        tspec = t.train_spec(found.result if found else None)
-        out.train_keys.add(content_key(tspec))
-        trained = get(tspec, t.label)
+        cells = t.after_search(found.result if found else None)
+        out.train_keys |= {content_key(c) for c in cells}
+        results = [get(c, t.label) for c in cells]
+        trained = results[-1]
         if isinstance(t, EvasTrial):
             if found is not None and t.family == "evas_search":
                 r = found.result
@@ -55,6 +56,7 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
                                           "visited": len(r["history"]), "distinct_archs": r["distinct_archs"]})
             if trained is not None and t.family == "evas_eval":
                 out.evas.append({"row": t.algorithm, "seed": t.seed, "arch": trained.result["arch"],
+                                 "scenario": t.scenario, "fraction": t.fraction,
                                  "acc": trained.result["acc"], "asr": trained.result["asr"]})
             continue
         if trained is None:

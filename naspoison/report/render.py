@@ -141,16 +141,21 @@ def to_latex(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _evas_console(t: dict):
+def _evas_console(t: dict) -> list:
     from rich.table import Table
 
-    table = Table(title="Evas: ACC and ASR per architecture", caption=t["note"], caption_justify="left")
-    for col in ("architecture", "ACC (%)", "ASR (%)", "seeds", "cell"):
-        table.add_column(col, justify="left" if col in ("architecture", "cell") else "right")
-    for r in t["rows"]:
-        table.add_row(r["title"], f"{r['acc']['mean']:.2f} ± {r['acc']['std']:.2f}",
-                      f"{r['asr']['mean']:.2f} ± {r['asr']['std']:.2f}", str(r["n"]), r["arch"])
-    return table
+    tables = []
+    for title, rows in [("Evas: ACC and ASR per architecture", t["rows"])] + [(sc["title"], sc["rows"])
+                                                                            for sc in t.get("scenarios", [])]:
+        table = Table(title=title)
+        for col in ("architecture", "ACC (%)", "ASR (%)", "seeds", "cell"):
+            table.add_column(col, justify="left" if col in ("architecture", "cell") else "right")
+        for r in rows:
+            table.add_row(r["title"], f"{r['acc']['mean']:.2f} ± {r['acc']['std']:.2f}",
+                          f"{r['asr']['mean']:.2f} ± {r['asr']['std']:.2f}", str(r["n"]), r["arch"])
+        tables.append(table)
+    tables[-1].caption, tables[-1].caption_justify = t["note"], "left"
+    return tables
 
 
 def to_console(report: dict, title: str = "Robustness of NAS to data poisoning"):
@@ -158,7 +163,7 @@ def to_console(report: dict, title: str = "Robustness of NAS to data poisoning")
 
     parts = [_poisoning_console(report, title)] if "algorithms" in report else []
     if "evas" in report:
-        parts.append(_evas_console(report["evas"]))
+        parts += _evas_console(report["evas"])
     return Group(*parts)
 
 

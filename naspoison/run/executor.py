@@ -67,8 +67,12 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
         if trial.search is not None:
             found = _ensure(store, trial.search, lambda d: stages.compute_evas_search(trial.search, ds, artifacts, d, log),
                             device, label, emit, summary)
-        bspec = trial.train_spec(found)
+        cells = trial.after_search(found)
+        bspec = cells[0]
         _ensure(store, bspec, lambda d: stages.compute_backdoor(bspec, ds, artifacts, d, log), device, label, emit, summary)
+        for spec in cells[1:]:
+            _ensure(store, spec, lambda d, spec=spec: stages.compute_scenario(spec, bspec, ds, artifacts, d, log),
+                    device, label, emit, summary)
         return
     for needed in trial.requires:  # a NAS-aware attack's victim: the clean trials of its algorithm
         run_trial(needed, store, artifacts, device, emit, summary)
@@ -120,7 +124,8 @@ def _failing_spec(trial: Trial, store: ResultStore) -> dict:
     for spec in (trial.poison, trial.search):
         if spec is not None and not store.has(spec["stage"], content_key(spec)):
             return spec
-    return trial.train_spec(_found(trial, store))
+    cells = trial.after_search(_found(trial, store))
+    return next((c for c in cells if not store.has(c["stage"], content_key(c))), cells[-1])
 
 
 def _found(trial, store: ResultStore) -> dict | None:
@@ -135,10 +140,10 @@ def _found(trial, store: ResultStore) -> dict | None:
 
 def _complete(trial: Trial, store: ResultStore) -> bool:
     try:
-        spec = trial.train_spec(_found(trial, store))
+        cells = trial.after_search(_found(trial, store))
     except KeyError:
         return False
-    return store.has(spec["stage"], content_key(spec))
+    return all(store.has(c["stage"], content_key(c)) for c in cells)
 
 
 # ----------------------------------------------------------------------------- many workers

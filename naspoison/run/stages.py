@@ -22,7 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
-VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1"}
+VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1"}
 SPACE = "darts"
 
 
@@ -64,6 +64,13 @@ def backdoor_spec(arch: str, recipe: dict, generator: dict, dataset: dict, seed:
     """A backdoor cell: the architecture itself is in the key (an Evas row also names its search)."""
     return _spec("backdoor", {"arch": arch, "recipe": recipe, "generator": generator,
                               "dataset": dataset_identity(dataset), "seed": seed}, {"evas_search": search_key})
+
+
+def scenario_spec(scenario: str, fraction: float | None, finetune: dict, seed: int, backdoor: dict) -> dict:
+    """A victim's treatment of a backdoor cell's model, the generator fixed (``seed``: its fine-tuning or
+    re-initialisation seed)."""
+    return _spec("scenario", {"scenario": scenario, "fraction": fraction, "finetune": finetune, "seed": seed},
+                 {"backdoor": content_key(backdoor)})
 
 
 # ----------------------------------------------------------------------------- computing
@@ -187,6 +194,44 @@ def compute_backdoor(spec: dict, dataset: dict, artifacts: ArtifactCache | None,
         artifacts.put(backdoor_key(spec), state_to_bytes({**{f"model.{k}": v for k, v in model.state_dict().items()},
                                                           **{f"generator.{k}": v for k, v in gen.state_dict().items()}}))
     return result
+
+
+def backdoor_models(spec: dict, dataset: dict, artifacts: ArtifactCache | None, device: str, log=None):
+    """(model, generator) of a backdoor cell from the artifact cache, recomputed if evicted (deterministic on CPU)."""
+    from naspoison.backdoor import TriggerGenerator
+    from naspoison.backdoor.attack import GeneratorRecipe
+    from naspoison.backdoor.evaluate import ModelRecipe, build_model
+    from naspoison.data.augment import channel_stats
+    from naspoison.store import state_from_bytes
+
+    blob = artifacts.get(backdoor_key(spec)) if artifacts is not None else None
+    if blob is None:
+        (log or (lambda m: None))("backdoor weights not in the artifact cache: recomputing the backdoor cell")
+        compute_backdoor(spec, dataset, artifacts, device, log)
+        blob = artifacts.get(backdoor_key(spec)) if artifacts is not None else None
+        if blob is None:
+            raise RuntimeError("the artifact cache did not keep the backdoor weights (size limit too small?)")
+    p, data = spec["params"], load_dataset(dataset)
+    state, _ = state_from_bytes(blob)
+    model = build_model(p["arch"], data, ModelRecipe.model_validate(p["recipe"]))
+    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    g = GeneratorRecipe.model_validate(p["generator"])
+    gen = TriggerGenerator(data.shape[2], g.variant, g.channels, *channel_stats(data.x_train))
+    gen.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
+    return model.to(device), gen.to(device).eval()
+
+
+def compute_scenario(spec: dict, backdoor: dict, dataset: dict, artifacts: ArtifactCache | None, device: str,
+                     log=None) -> dict:
+    from naspoison.backdoor.attack import GeneratorRecipe
+    from naspoison.backdoor.evaluate import ModelRecipe
+    from naspoison.backdoor.scenarios import FinetuneRecipe, run_scenario
+
+    p, b = spec["params"], backdoor["params"]
+    model, gen = backdoor_models(backdoor, dataset, artifacts, device, log)
+    return run_scenario(p["scenario"], model, gen, load_dataset(dataset), ModelRecipe.model_validate(b["recipe"]),
+                        FinetuneRecipe.model_validate(p["finetune"]), GeneratorRecipe.model_validate(b["generator"]),
+                        b["arch"], p["seed"], p["fraction"], device, log)
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -39,6 +39,9 @@ class Trial:
         """The train cell, once the search has produced its result ``found`` (with the genotype)."""
         return stages.train_spec(found["genotype"], self.recipe, self.dataset, self.seed)
 
+    def after_search(self, found: dict) -> list[dict]:
+        return [self.train_spec(found)]
+
     def fields(self) -> dict:
         return {"family": self.family, "attack": self.attack, "budget": self.budget,
                 "algorithm": self.algorithm, "seed": self.seed}
@@ -57,14 +60,33 @@ class EvasTrial:
     dataset: dict = field(repr=False)
     recipe: dict = field(repr=False)
     generator: dict = field(repr=False)
-    attack: str = NO_ATTACK
-    budget: float | None = None
+    scenario: str | None = None              # a victim's treatment of the model (backdoor.scenarios)
+    fraction: float | None = None            # poisoned fraction (poisoned_finetune)
+    finetune: dict | None = field(default=None, repr=False)
     poison: None = None
     requires: tuple = ()
+    SCENARIO_SEED_OFFSET = 10_000  # fine-tuning / re-initialisation seed = training seed + this
+
+    @property
+    def attack(self) -> str:  # --only attack=retrain etc.
+        return self.scenario or NO_ATTACK
+
+    @property
+    def budget(self) -> float | None:
+        return self.fraction
 
     @property
     def label(self) -> str:
-        return f"{self.family}/{self.algorithm}/seed={self.seed}"
+        row = "" if self.scenario is None else f"/{self.scenario}" + ("" if self.fraction is None else f"@{self.fraction:g}")
+        return f"{self.family}/{self.algorithm}{row}/seed={self.seed}"
+
+    def after_search(self, found: dict | None) -> list[dict]:
+        """The cells after the search: the backdoor cell, then the scenario cell if any."""
+        backdoor = self.train_spec(found)
+        if self.scenario is None:
+            return [backdoor]
+        return [backdoor, stages.scenario_spec(self.scenario, self.fraction, self.finetune,
+                                               self.seed + self.SCENARIO_SEED_OFFSET, backdoor)]
 
     def train_spec(self, found: dict | None) -> dict:
         """The backdoor cell, once the architecture is known (``found``: the search's result)."""
@@ -79,6 +101,8 @@ class EvasTrial:
 
 def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
     import numpy as np
+
+    from naspoison.backdoor.scenarios import NEEDS_FRACTION
 
     from naspoison.spaces import nb201
 
@@ -97,9 +121,14 @@ def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
         rows = [("evas", searches[0], None)] + [(b, None, b) for b in e.baselines]
         rows += [(f"random_{i + 1}", None, nb201.to_string(nb201.from_index(int(j))))
                  for i, j in enumerate(rng.integers(0, nb201.N_ARCHS, e.random_archs))]
-        for name, search, arch in rows:
-            for seed in range(ev.seeds or prof.seeds):
-                out.append(EvasTrial("evas_eval", name, seed, search, arch, dataset, recipe, generator))
+        treatments = [(None, None)] + [(sc, f) for sc in e.scenarios
+                                       for f in (e.poison_fractions if sc in NEEDS_FRACTION else [None])]
+        finetune = ev.finetune.model_dump()
+        for scenario, fraction in treatments:
+            for name, search, arch in rows:
+                for seed in range(ev.seeds or prof.seeds):
+                    out.append(EvasTrial("evas_eval", name, seed, search, arch, dataset, recipe, generator,
+                                         scenario, fraction, finetune if scenario else None))
     return out
 
 

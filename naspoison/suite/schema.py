@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.backdoor.attack import GeneratorRecipe
 from naspoison.backdoor.evaluate import ModelRecipe
+from naspoison.backdoor.scenarios import SCENARIOS, FinetuneRecipe
 from naspoison.data.datasets import DATASETS, DatasetSpec
 from naspoison.nas import ALGORITHMS
 from naspoison.nas.evas import EvasParams
@@ -54,6 +55,8 @@ class EvasEvalFamily(_Strict):
     baselines: list[str] = Field(default_factory=lambda: ["resnet18"])
     random_archs: int = Field(2, ge=0)
     random_seed: int = 0
+    scenarios: list[str] = Field(default_factory=list, description="Evas Tables 2-3 and Figure 6")
+    poison_fractions: list[float] = Field(default_factory=lambda: [0.0001, 0.001, 0.01])
 
 
 class Families(_Strict):
@@ -70,6 +73,7 @@ class EvasProfile(_Strict):
     search: EvasParams = Field(default_factory=EvasParams)
     model: ModelRecipe = Field(default_factory=ModelRecipe)
     generator: GeneratorRecipe = Field(default_factory=GeneratorRecipe)
+    finetune: FinetuneRecipe = Field(default_factory=FinetuneRecipe)
 
 
 class Profile(_Strict):
@@ -91,7 +95,7 @@ class SuiteModel(_Strict):
 def _all_field_names() -> set[str]:
     names: set[str] = set()
     for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, EvasSearchFamily, EvasEvalFamily, Profile,
-              DatasetSpec, Recipe, EvasProfile, EvasParams, ModelRecipe, GeneratorRecipe):
+              DatasetSpec, Recipe, EvasProfile, EvasParams, ModelRecipe, GeneratorRecipe, FinetuneRecipe):
         names |= set(m.model_fields)
     return names
 
@@ -142,6 +146,12 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
                                 f"a baseline is {RESNET18!r} or an NB201 arch string: {e}"))
         if fam.evas_search is None:
             out.append((("families", "evas_eval"), "needs the evas_search family: its first row is the found cell"))
+        for i, sc in enumerate(fam.evas_eval.scenarios):
+            if sc not in SCENARIOS:
+                out.append((("families", "evas_eval", "scenarios", i), f"unknown scenario {sc!r}{did_you_mean(sc, SCENARIOS)}"))
+        for i, f in enumerate(fam.evas_eval.poison_fractions):
+            if not 0 < f <= 1:
+                out.append((("families", "evas_eval", "poison_fractions", i), f"fraction {f} is outside (0, 1]"))
     used_attacks: set[str] = set()
     used_algorithms: set[str] = set()
     if fam.poisoning:
