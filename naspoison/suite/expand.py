@@ -103,7 +103,6 @@ def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
     import numpy as np
 
     from naspoison.backdoor.scenarios import NEEDS_FRACTION
-
     from naspoison.spaces import nb201
 
     ev = prof.evas
