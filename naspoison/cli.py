@@ -49,10 +49,10 @@ def _report_for(trials, store: ResultStore):
 
     col = collect(trials, store)
     report = analyse(col.accuracies, col.baseline) if any(t.family in ("poisoning", "random_baseline") for t in trials) else {}
-    if col.evas or col.evas_searches:
+    if col.evas or col.evas_searches or col.evas_study:
         from naspoison.report.evas import evas_table
 
-        report["evas"] = evas_table(col.evas, col.evas_searches)
+        report["evas"] = evas_table(col.evas, col.evas_searches, col.evas_study)
     return col, report
 
 
@@ -65,7 +65,10 @@ def _write_reports(report: dict, out: Path) -> list[Path]:
         p = out / f"report.{ext}"
         p.write_text(fn(report), encoding="utf-8")
         paths.append(p)
-    return paths
+    from naspoison.report.plots import score_vs_attack
+
+    picture = score_vs_attack(report, out / "evas_score_vs_attack.png")  # None without matplotlib or a study
+    return paths + ([picture] if picture else [])
 
 
 # ----------------------------------------------------------------------------- bench
@@ -174,7 +177,7 @@ class _Progress:
 def _plan(args, trials, skipped, store: ResultStore) -> int:
     from naspoison.suite.expand import EvasTrial
 
-    stages_order = ("poison", "search", "train", "evas_search", "backdoor", "scenario")
+    stages_order = ("poison", "search", "train", "evas_search", "evas_score", "backdoor", "scenario")
     cells: dict[str, dict[str, str]] = {}
     kind: dict[str, str] = {}  # cell key -> its cost class (see _cost_class)
     users: dict[str, int] = {}

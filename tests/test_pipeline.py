@@ -281,7 +281,7 @@ version: 1
 families:
   evas_search: {search_seeds: 1}
   evas_eval: {baselines: [resnet18], random_archs: 1, scenarios: [finetune_clean, retrain, poisoned_finetune],
-              poison_fractions: [0.05]}
+              poison_fractions: [0.05], landscape_edges: [[0, 3], [0, 1]], enumeration: true}
 profiles:
   tiny:
     seeds: 2
@@ -294,12 +294,14 @@ profiles:
       generator: {channels: 4, mask_epochs: 1, pattern_epochs: 1, batch_size: 48, mask_density: 0.25,
                   crop_padding: 1, flip: false}
       finetune: {epochs: 1, batch_size: 48, crop_padding: 1, flip: false}
+      study_archs: 3
 """
 
 
 def test_evas_families_run_cache_check_and_report(tmp_path):
     import json
 
+    from naspoison.spaces import nb201
     from naspoison.store import ResultStore, content_key
     from naspoison.suite.expand import expand
     from naspoison.suite.schema import Suite
@@ -307,11 +309,14 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     (tmp_path / "suite.yaml").write_text(EVAS_SUITE)
     first = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
     assert first.returncode == 0, first.stdout + first.stderr
-    # the search row's backdoor cell is evas_eval's Evas row; each of 3 rows × 3 scenarios is one more cell
-    assert "computed 3 backdoor, 1 evas_search, 9 scenario" in first.stdout, first.stdout
     store = ResultStore(tmp_path / "cache", read_only=True)
     trials = expand(Suite(tmp_path / "suite.yaml"), "tiny").trials
     search = store.get("evas_search", content_key(trials[0].search)).result
+    k = sum(op.startswith("nor_conv") for op in nb201.parse(search["arch"]))
+    # backdoor: 3 rows + 3 sampled cells + the 2^k enumeration cells but the found one (the Evas row's cell);
+    # scores: 3 sampled + 25 landscape + 2^k enumeration, the found cell's shared; 3 rows × 3 scenarios
+    n_backdoor, n_score = 3 + 3 + 2 ** k - 1, 3 + 25 + 2 ** k - 1
+    assert f"computed {n_backdoor} backdoor, {n_score} evas_score, 1 evas_search, 9 scenario" in first.stdout, first.stdout
     assert len(search["history"]) == 4 + 4 and search["scores_computed"] == search["distinct_archs"]
     evas_row = next(t for t in trials if t.family == "evas_eval" and t.algorithm == "evas")
     spec = evas_row.train_spec(search)
@@ -324,10 +329,19 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     cell = store.get("backdoor", content_key(spec)).result
     assert rows[0]["acc"]["mean"] == pytest.approx(100 * cell["acc"]) and 0 <= cell["asr"] <= 1
     assert "Evas: ACC and ASR" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
+    study = report["evas"]["study"]
+    assert len(study["sample"]["rows"]) == 3 and study["sample"]["spearman_score_asr"]["n"] == 3
+    land = study["landscape"]
+    assert len(land) == 25 and sum(r["found"] for r in land) == 1
+    # same batch and init seeds as the search: the found cell scores exactly what the search recorded
+    assert next(r["score"] for r in land if r["found"]) == search["score"]
+    assert len(study["enumeration"]) == 2 ** k and all("asr" in r for r in study["enumeration"])
+    assert (tmp_path / "reports" / "tiny" / "evas_score_vs_attack.png").stat().st_size > 1000
     again = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
     assert "computed nothing" in again.stdout
     check = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--check")
-    assert check.returncode == 0 and "13 cells verified" in check.stdout, check.stdout
+    n_cells = 1 + n_backdoor + n_score + 9
+    assert check.returncode == 0 and f"{n_cells} cells verified" in check.stdout, check.stdout
     # a scenario whose backdoor weights were evicted recomputes them: the same numbers as before
     poisoned = next(t for t in trials if t.scenario == "poisoned_finetune" and t.algorithm == "evas")
     scen = poisoned.after_search(search)[1]

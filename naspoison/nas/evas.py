@@ -74,7 +74,9 @@ class Scorer:
         mean, std = channel_stats(data.x_train)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self.identity = {"version": SCORE_VERSION, "setting": setting.model_dump(exclude={"chunk"}),
+        # only the scoring fields: a search's pool size or step count does not change a score
+        fields = set(ScoreSetting.model_fields) - {"chunk"}
+        self.identity = {"version": SCORE_VERSION, "setting": setting.model_dump(include=fields),
                          "dataset": dataset_identity or {"name": data.name}, "seed": seed}
         self.memo: dict[str, dict] = {}
         self.computed = 0  # scores actually computed (not from memo or artifacts)
@@ -165,3 +167,40 @@ class EvasSearch:
         out["score_batch"] = scorer.batch_indices.tolist()
         out["init_seeds"] = scorer.init_seeds
         return out
+
+
+def landscape_archs(arch: str, edges: list[tuple[int, int]]) -> list[str]:
+    """Every op on the two ``edges`` ((from, to) node pairs) of ``arch``, the rest fixed: 25 cells, the first
+    edge's op slow, in OPS order (Evas Figure 5)."""
+    ops = nb201.parse(arch)
+    if len(edges) != 2:
+        raise ValueError(f"the landscape takes two edges, got {edges}")
+    pos = []
+    for e in edges:
+        if tuple(e) not in nb201.EDGES:
+            raise ValueError(f"edge {tuple(e)} is not an NB201 edge; edges: {nb201.EDGES}")
+        pos.append(nb201.EDGES.index(tuple(e)))
+    out = []
+    for a in nb201.OPS:
+        for b in nb201.OPS:
+            new = list(ops)
+            new[pos[0]], new[pos[1]] = a, b
+            out.append(nb201.to_string(tuple(new)))
+    return out
+
+
+CONVS = ("nor_conv_1x1", "nor_conv_3x3")
+
+
+def conv_enumeration(arch: str) -> list[str]:
+    """Every assignment of conv1x1/conv3x3 to the conv edges of ``arch``, the rest fixed (Evas appendix
+    A.3); 2^k cells for k conv edges, in binary order (1x1 = 0) over the edges in string order."""
+    ops = nb201.parse(arch)
+    pos = [i for i, op in enumerate(ops) if op in CONVS]
+    out = []
+    for mask in range(2 ** len(pos)):
+        new = list(ops)
+        for bit, i in enumerate(reversed(pos)):
+            new[i] = CONVS[(mask >> bit) & 1]
+        out.append(nb201.to_string(tuple(new)))
+    return out

@@ -18,6 +18,7 @@ class Collected:
     train_keys: set[str] = field(default_factory=set)
     evas: list[dict] = field(default_factory=list)            # evas_eval rows: row, seed, arch, acc, asr
     evas_searches: list[dict] = field(default_factory=list)   # what each Evas search found
+    evas_study: dict[str, list[dict]] = field(default_factory=dict)  # study kind -> {arch, score[, acc, asr]}
 
 
 def collect(trials: list[Trial], store: ResultStore) -> Collected:
@@ -54,6 +55,10 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
                 r = found.result
                 out.evas_searches.append({"seed": t.seed, "arch": r["arch"], "score": r["score"],
                                           "visited": len(r["history"]), "distinct_archs": r["distinct_archs"]})
+            if t.study:
+                if all(r is not None for r in results):
+                    out.evas_study.setdefault(t.study, []).extend(_study_rows(results, found))
+                continue
             if trained is not None and t.family == "evas_eval":
                 out.evas.append({"row": t.algorithm, "seed": t.seed, "arch": trained.result["arch"],
                                  "scenario": t.scenario, "fraction": t.fraction,
@@ -67,3 +72,18 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
         else:
             out.accuracies.append(TrialAccuracy(t.attack, t.budget, t.algorithm, t.seed, acc))
     return out
+
+
+def _study_rows(results: list, found) -> list[dict]:
+    """Score cells, each followed by its backdoor cell where the study attacks too."""
+    rows = []
+    for rec in results:
+        r = rec.result
+        if rec.stage == "evas_score":
+            rows.append({"arch": r["arch"], "score": r["score"]})
+        else:
+            rows[-1].update(acc=r["acc"], asr=r["asr"])
+    if found is not None:
+        for row in rows:
+            row["found"] = row["arch"] == found.result["arch"]
+    return rows

@@ -31,7 +31,31 @@ def _rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def evas_table(records: list[dict], searches: list[dict]) -> dict:
+def _spearman(x: list[float], y: list[float]) -> dict:
+    from scipy.stats import spearmanr
+
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return {"rho": None, "p": None, "n": len(x), "why": "fewer than 3 points or a constant variable"}
+    rho, p = spearmanr(x, y)
+    return {"rho": float(rho), "p": float(p), "n": len(x)}
+
+
+def study_section(study: dict[str, list[dict]]) -> dict:
+    """Figure 2 (score vs ASR/ACC of sampled cells, Spearman), Figure 5 (landscape), appendix A.3 (enumeration)."""
+    out: dict = {}
+    if study.get("sample"):
+        rows = study["sample"]
+        out["sample"] = {"rows": rows,
+                         "spearman_score_asr": _spearman([r["score"] for r in rows], [r["asr"] for r in rows]),
+                         "spearman_score_acc": _spearman([r["score"] for r in rows], [r["acc"] for r in rows])}
+    if study.get("landscape"):
+        out["landscape"] = study["landscape"]
+    if study.get("enumeration"):
+        out["enumeration"] = study["enumeration"]
+    return out
+
+
+def evas_table(records: list[dict], searches: list[dict], study: dict | None = None) -> dict:
     """``records``: {row, seed, arch, scenario, fraction, acc, asr} of evas_eval trials (scenario None: the
     attack as trained, Table 1); ``searches``: {seed, arch, score, ...}."""
     plain = [r for r in records if r.get("scenario") is None]
@@ -46,6 +70,8 @@ def evas_table(records: list[dict], searches: list[dict]) -> dict:
                     "classified as the target; mean ± sd over training seeds, percent"}
     if scenarios:
         out["scenarios"] = scenarios
+    if study:
+        out["study"] = study_section(study)
     return out
 
 
@@ -66,6 +92,40 @@ def markdown_lines(t: dict) -> list[str]:
         out.append(f"Evas search seed {s['seed']}: score {s['score']:.4g} after {s['visited']} visits "
                    f"({s['distinct_archs']} distinct cells), found `{s['arch']}`")
     out += ["", t["note"] + "."]
+    return out + study_markdown(t.get("study", {}))
+
+
+def _fmt_rho(c: dict) -> str:
+    return "undefined" if c["rho"] is None else f"{c['rho']:+.3f} (p = {c['p']:.3g}, n = {c['n']})"
+
+
+def study_markdown(st: dict) -> list[str]:
+    from naspoison.spaces import nb201
+
+    out = []
+    if "sample" in st:
+        s = st["sample"]
+        out += ["", "### Score vs attack (Evas Figure 2)", "",
+                f"Spearman ρ of score with ASR {_fmt_rho(s['spearman_score_asr'])}; with ACC "
+                f"{_fmt_rho(s['spearman_score_acc'])} (lower score = predicted more exploitable: a negative ρ with "
+                "ASR agrees with the paper).", "", "| cell | score | ACC (%) | ASR (%) |", "|---|---|---|---|"]
+        out += [f"| `{r['arch']}` | {r['score']:.4g} | {100 * r['acc']:.2f} | {100 * r['asr']:.2f} |"
+                for r in sorted(s["rows"], key=lambda r: r["score"])]
+    if "landscape" in st:
+        rows = st["landscape"]
+        found = next((r["arch"] for r in rows if r.get("found")), None)
+        ops = nb201.OPS
+        out += ["", "### Score landscape around the found cell (Evas Figure 5)", "",
+                f"Rows: the op on the first edge, columns: the op on the second (found cell `{found}`, marked *).", "",
+                "| | " + " | ".join(ops) + " |", "|---|" + "---|" * len(ops)]
+        for i, a in enumerate(ops):
+            cells = [f"{r['score']:.4g}" + ("*" if r.get("found") else "") for r in rows[i * len(ops):(i + 1) * len(ops)]]
+            out.append(f"| {a} | " + " | ".join(cells) + " |")
+    if "enumeration" in st:
+        out += ["", "### conv1x1 / conv3x3 on the found cell's conv edges (Evas appendix A.3)", "",
+                "| cell | score | ACC (%) | ASR (%) |", "|---|---|---|---|"]
+        out += [f"| `{r['arch']}`{' *' if r.get('found') else ''} | {r['score']:.4g} | {100 * r['acc']:.2f} | "
+                f"{100 * r['asr']:.2f} |" for r in st["enumeration"]]
     return out
 
 

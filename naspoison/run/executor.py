@@ -67,12 +67,15 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
         if trial.search is not None:
             found = _ensure(store, trial.search, lambda d: stages.compute_evas_search(trial.search, ds, artifacts, d, log),
                             device, label, emit, summary)
-        cells = trial.after_search(found)
-        bspec = cells[0]
-        _ensure(store, bspec, lambda d: stages.compute_backdoor(bspec, ds, artifacts, d, log), device, label, emit, summary)
-        for spec in cells[1:]:
-            _ensure(store, spec, lambda d, spec=spec: stages.compute_scenario(spec, bspec, ds, artifacts, d, log),
-                    device, label, emit, summary)
+        backdoor = None  # a scenario treats the backdoor cell before it
+        for spec in trial.after_search(found):
+            if spec["stage"] == "backdoor":
+                backdoor, compute = spec, (lambda d, s=spec: stages.compute_backdoor(s, ds, artifacts, d, log))
+            elif spec["stage"] == "scenario":
+                compute = (lambda d, s=spec, b=backdoor: stages.compute_scenario(s, b, ds, artifacts, d, log))
+            else:
+                compute = (lambda d, s=spec: stages.compute_evas_score(s, ds, artifacts, d))
+            _ensure(store, spec, compute, device, label, emit, summary)
         return
     for needed in trial.requires:  # a NAS-aware attack's victim: the clean trials of its algorithm
         run_trial(needed, store, artifacts, device, emit, summary)

@@ -22,7 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
-VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1"}
+VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1"}
 SPACE = "darts"
 
 
@@ -58,6 +58,11 @@ def train_spec(genotype: dict, recipe: dict, dataset: dict, seed: int) -> dict:
 def evas_search_spec(params: dict, dataset: dict, seed: int) -> dict:
     return _spec("evas_search", {"algorithm": "evas", "algorithm_params": params, "space": "nb201",
                                  "dataset": dataset_identity(dataset), "seed": seed}, {})
+
+
+def evas_score_spec(arch: str, setting: dict, dataset: dict, seed: int) -> dict:
+    """One architecture's Evas score with the score batch and init seeds of search seed ``seed``."""
+    return _spec("evas_score", {"arch": arch, "setting": setting, "dataset": dataset_identity(dataset), "seed": seed}, {})
 
 
 def backdoor_spec(arch: str, recipe: dict, generator: dict, dataset: dict, seed: int, search_key: str | None) -> dict:
@@ -175,6 +180,16 @@ def compute_evas_search(spec: dict, dataset: dict, artifacts: ArtifactCache | No
     params = EvasParams.model_validate_json(json.dumps(p["algorithm_params"]))
     return EvasSearch().search(load_dataset(dataset), params, p["seed"], device, log, artifacts,
                                dataset_identity(dataset))
+
+
+def compute_evas_score(spec: dict, dataset: dict, artifacts: ArtifactCache | None, device: str) -> dict:
+    from naspoison.nas.evas import Scorer, ScoreSetting
+    from naspoison.spaces import nb201
+
+    p = spec["params"]
+    scorer = Scorer(load_dataset(dataset), ScoreSetting.model_validate(p["setting"]), p["seed"],
+                    dataset_identity(dataset), artifacts, device)
+    return {"arch": p["arch"], **scorer(nb201.parse(p["arch"]))}
 
 
 def backdoor_key(spec: dict) -> str:

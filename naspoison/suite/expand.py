@@ -63,6 +63,9 @@ class EvasTrial:
     scenario: str | None = None              # a victim's treatment of the model (backdoor.scenarios)
     fraction: float | None = None            # poisoned fraction (poisoned_finetune)
     finetune: dict | None = field(default=None, repr=False)
+    study: str | None = None                 # score study: "sample", "landscape" or "enumeration"
+    score_setting: dict | None = field(default=None, repr=False)
+    landscape_edges: tuple = ()
     poison: None = None
     requires: tuple = ()
     SCENARIO_SEED_OFFSET = 10_000  # fine-tuning / re-initialisation seed = training seed + this
@@ -77,11 +80,29 @@ class EvasTrial:
 
     @property
     def label(self) -> str:
+        if self.study:
+            return f"{self.family}/study:{self.algorithm}"
         row = "" if self.scenario is None else f"/{self.scenario}" + ("" if self.fraction is None else f"@{self.fraction:g}")
         return f"{self.family}/{self.algorithm}{row}/seed={self.seed}"
 
+    def _backdoor(self, arch: str) -> dict:
+        return stages.backdoor_spec(arch, self.recipe, self.generator, self.dataset, self.seed,
+                                    None if self.search is None else content_key(self.search))
+
+    def _score(self, arch: str) -> dict:
+        return stages.evas_score_spec(arch, self.score_setting, self.dataset, 0)  # search seed 0's batch and inits
+
     def after_search(self, found: dict | None) -> list[dict]:
-        """The cells after the search: the backdoor cell, then the scenario cell if any."""
+        """The cells after the search: the backdoor cell, then the scenario cell if any; for the score study,
+        score cells (and backdoor cells) of the studied architectures."""
+        from naspoison.nas.evas import conv_enumeration, landscape_archs
+
+        if self.study == "sample":
+            return [self._score(self.arch), self._backdoor(self.arch)]
+        if self.study == "landscape":
+            return [self._score(a) for a in landscape_archs(found["arch"], list(self.landscape_edges))]
+        if self.study == "enumeration":
+            return [spec for a in conv_enumeration(found["arch"]) for spec in (self._score(a), self._backdoor(a))]
         backdoor = self.train_spec(found)
         if self.scenario is None:
             return [backdoor]
@@ -103,6 +124,7 @@ def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
     import numpy as np
 
     from naspoison.backdoor.scenarios import NEEDS_FRACTION
+    from naspoison.nas.evas import ScoreSetting
     from naspoison.spaces import nb201
 
     ev = prof.evas
@@ -128,6 +150,19 @@ def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
                 for seed in range(ev.seeds or prof.seeds):
                     out.append(EvasTrial("evas_eval", name, seed, search, arch, dataset, recipe, generator,
                                          scenario, fraction, finetune if scenario else None))
+        # the score study (Evas Figure 2, Figure 5, appendix A.3): seed 0 only, like the paper's single runs
+        setting = ev.search.model_dump(include=set(ScoreSetting.model_fields) - {"chunk"})
+        study = np.random.default_rng([e.random_seed, 0x57D])
+        for i, j in enumerate(study.integers(0, nb201.N_ARCHS, ev.study_archs)):
+            out.append(EvasTrial("evas_eval", f"sample_{i + 1}", 0, None, nb201.to_string(nb201.from_index(int(j))),
+                                 dataset, recipe, generator, study="sample", score_setting=setting))
+        if e.landscape_edges:
+            out.append(EvasTrial("evas_eval", "landscape", 0, searches[0], None, dataset, recipe, generator,
+                                 study="landscape", score_setting=setting,
+                                 landscape_edges=tuple(tuple(x) for x in e.landscape_edges)))
+        if e.enumeration:
+            out.append(EvasTrial("evas_eval", "enumeration", 0, searches[0], None, dataset, recipe, generator,
+                                 study="enumeration", score_setting=setting))
     return out
 
 

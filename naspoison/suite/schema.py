@@ -57,6 +57,8 @@ class EvasEvalFamily(_Strict):
     random_seed: int = 0
     scenarios: list[str] = Field(default_factory=list, description="Evas Tables 2-3 and Figure 6")
     poison_fractions: list[float] = Field(default_factory=lambda: [0.0001, 0.001, 0.01])
+    landscape_edges: list[list[int]] = Field(default_factory=list, description="two (from, to) edges (Figure 5)")
+    enumeration: bool = Field(False, description="conv1x1/conv3x3 on the found cell's conv edges (appendix A.3)")
 
 
 class Families(_Strict):
@@ -74,6 +76,8 @@ class EvasProfile(_Strict):
     model: ModelRecipe = Field(default_factory=ModelRecipe)
     generator: GeneratorRecipe = Field(default_factory=GeneratorRecipe)
     finetune: FinetuneRecipe = Field(default_factory=FinetuneRecipe)
+    study_archs: int = Field(0, ge=0, description="random cells scored and attacked for evas_eval's score study "
+                                                  "(Evas Figure 2: 900)")
 
 
 class Profile(_Strict):
@@ -149,6 +153,13 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
         for i, sc in enumerate(fam.evas_eval.scenarios):
             if sc not in SCENARIOS:
                 out.append((("families", "evas_eval", "scenarios", i), f"unknown scenario {sc!r}{did_you_mean(sc, SCENARIOS)}"))
+        if fam.evas_eval.landscape_edges:
+            from naspoison.spaces import nb201
+
+            edges = [tuple(x) for x in fam.evas_eval.landscape_edges]
+            if len(edges) != 2 or any(x not in nb201.EDGES for x in edges) or edges[0] == edges[1]:
+                out.append((("families", "evas_eval", "landscape_edges"),
+                            f"needs two different NB201 edges [from, to] out of {[list(x) for x in nb201.EDGES]}"))
         for i, f in enumerate(fam.evas_eval.poison_fractions):
             if not 0 < f <= 1:
                 out.append((("families", "evas_eval", "poison_fractions", i), f"fraction {f} is outside (0, 1]"))
