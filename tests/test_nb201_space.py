@@ -56,3 +56,30 @@ def test_network_parameter_counts_match_the_layer_shapes_and_the_published_range
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")).eval()(
         torch.zeros(2, 3, 32, 32))
     assert logits.shape == (2, 10) and aux is None
+
+
+def test_nats_lookup_passes_an_explicit_schedule_and_trial_seed():
+    from naspoison.spaces import nats
+
+    class FakeAPI:  # the two calls of nats_bench's API that the lookup makes
+        calls = []
+
+        def query_index_by_arch(self, arch):
+            return 7 if arch == TEXT else -1
+
+        def get_more_info(self, index, dataset, hp, is_random):
+            self.calls.append((index, dataset, hp, is_random))
+            return {"test-accuracy": 93.5, "train-accuracy": 99.9, "valid-accuracy": 90.1}
+
+    TEXT = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    api = FakeAPI()
+    out = nats.lookup(api, TEXT, "cifar10", "200", 777)
+    assert out["test_accuracy"] == 93.5 and out["nats_index"] == 7 and api.calls == [(7, "cifar10", "200", 777)]
+    with pytest.raises(ValueError, match="hp '12' or '200'"):
+        nats.lookup(api, TEXT, "cifar10", "90", 777)
+    with pytest.raises(ValueError, match="trial seed explicitly"):
+        nats.lookup(api, TEXT, "cifar10", "200", True)  # the API's is_random=True: a random trial
+    with pytest.raises(KeyError, match="not in this NATS-Bench file"):
+        nats.lookup(api, TEXT.replace("skip_connect", "none"), "cifar10", "200", 777)
+    with pytest.raises(ValueError, match="unknown op"):
+        nats.lookup(api, TEXT.replace("skip_connect", "skip"), "cifar10", "200", 777)

@@ -105,10 +105,11 @@ def study_markdown(st: dict) -> list[str]:
     out = []
     if "sample" in st:
         s = st["sample"]
-        out += ["", "### Score vs attack (Evas Figure 2)", "",
-                f"Spearman ρ of score with ASR {_fmt_rho(s['spearman_score_asr'])}; with ACC "
-                f"{_fmt_rho(s['spearman_score_acc'])} (lower score = predicted more exploitable: a negative ρ with "
-                "ASR agrees with the paper).", "", "| cell | score | ACC (%) | ASR (%) |", "|---|---|---|---|"]
+        summary = (f"Spearman ρ of score with ASR {_fmt_rho(s['spearman_score_asr'])}; with ACC "
+                   f"{_fmt_rho(s['spearman_score_acc'])} (lower score = predicted more exploitable: a negative ρ with "
+                   "ASR agrees with the paper).")
+        out += ["", "### Score vs attack (Evas Figure 2)", "", summary, "", "| cell | score | ACC (%) | ASR (%) |",
+                "|---|---|---|---|"]
         out += [f"| `{r['arch']}` | {r['score']:.4g} | {100 * r['acc']:.2f} | {100 * r['asr']:.2f} |"
                 for r in sorted(s["rows"], key=lambda r: r["score"])]
     if "landscape" in st:
