@@ -66,3 +66,31 @@ def test_real_cifar10_slice_trains_above_chance():
     assert d.shape == (32, 32, 3) and len(d.x_train) == 500 and np.bincount(d.y_train).tolist() == [50] * 10
     out = train_genotype(DARTS_V2, d, Recipe(epochs=3, batch_size=50, init_channels=4, layers=3), seed=0)
     assert out["test_acc"] > 0.15  # 10 classes: chance is 0.10
+
+
+def test_imagenet16_120_reads_nats_files_and_refuses_code(tmp_path):
+    import pickle
+
+    rng = np.random.default_rng(0)
+    want = {}
+    for i, name in enumerate([f"train_data_batch_{k}" for k in range(1, 11)] + ["val_data"]):
+        data = rng.integers(0, 256, (6, 3 * 16 * 16), dtype=np.uint8)
+        labels = [1, 120, 121, 500, 7, 1000]  # 1-based over 1000 classes; 121.. are not in the 120-class subset
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels, "mean": rng.random(3)}, f)
+        want[name] = data
+    d = load_dataset({"name": "imagenet16_120", "root": str(tmp_path)})
+    assert d.x_train.shape == (10 * 3, 16, 16, 3) and d.x_test.shape == (3, 16, 16, 3) and d.num_classes == 120
+    assert d.y_test.tolist() == [0, 119, 6]
+    # channel-planar rows become HWC images: pixel (r, c) of channel k is data[k·256 + 16·r + c]
+    first = want["train_data_batch_1"][0]
+    assert d.x_train[0, 2, 5, 1] == first[256 + 16 * 2 + 5]
+    with open(tmp_path / "val_data", "wb") as f:
+        pickle.dump({"data": __import__("os").getcwd, "labels": []}, f)  # a callable: not an array
+    from naspoison.data import datasets
+
+    datasets._CACHE.clear()  # the loader memoises per process
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_dataset({"name": "imagenet16_120", "root": str(tmp_path)})
+    with pytest.raises(FileNotFoundError, match="train_data_batch_1"):
+        load_dataset({"name": "imagenet16_120", "root": str(tmp_path / "nowhere")})

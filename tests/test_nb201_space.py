@@ -62,7 +62,8 @@ def test_nats_lookup_passes_an_explicit_schedule_and_trial_seed():
     from naspoison.spaces import nats
 
     class FakeAPI:  # the two calls of nats_bench's API that the lookup makes
-        calls = []
+        def __init__(self):
+            self.calls = []
 
         def query_index_by_arch(self, arch):
             return 7 if arch == TEXT else -1
@@ -77,7 +78,7 @@ def test_nats_lookup_passes_an_explicit_schedule_and_trial_seed():
     assert out["test_accuracy"] == 93.5 and out["nats_index"] == 7 and api.calls == [(7, "cifar10", "200", 777)]
     with pytest.raises(ValueError, match="hp '12' or '200'"):
         nats.lookup(api, TEXT, "cifar10", "90", 777)
-    with pytest.raises(ValueError, match="trial seed explicitly"):
+    with pytest.raises(TypeError, match="trial seed explicitly"):
         nats.lookup(api, TEXT, "cifar10", "200", True)  # the API's is_random=True: a random trial
     with pytest.raises(KeyError, match="not in this NATS-Bench file"):
         nats.lookup(api, TEXT.replace("skip_connect", "none"), "cifar10", "200", 777)

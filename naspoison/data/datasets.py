@@ -114,6 +114,43 @@ def _npz(spec: DatasetSpec) -> ImageData:
         return make_image_data(path.stem, z["x_train"], z["y_train"], z["x_test"], z["y_test"])
 
 
+class _ArraysOnly(__import__("pickle").Unpickler):
+    """ImageNet16's files are Python pickles of {'data': uint8 array, 'labels': list}: allow numpy's array
+    reconstruction and nothing else, so a crafted file cannot run code."""
+
+    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                         ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                         ("numpy._core.multiarray", "scalar")})
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise ValueError(f"refusing to load {module}.{name} from an ImageNet16 file (only arrays are allowed)")
+
+
+def _imagenet16_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as f:
+        d = _ArraysOnly(f, encoding="latin1").load()
+    x = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 16, 16).transpose(0, 2, 3, 1)
+    return x, np.asarray(d["labels"], dtype=np.int64)
+
+
+def _imagenet16_120(spec: DatasetSpec) -> ImageData:
+    """ImageNet16-120 from its NATS-Bench files under ``root``: ``train_data_batch_1``..``10`` and
+    ``val_data`` (16x16 RGB, labels 1..1000); the 120 classes are labels 1..120 (as NATS-Bench does)."""
+    root = Path(spec.path or spec.root).expanduser()
+    names = [f"train_data_batch_{i}" for i in range(1, 11)] + ["val_data"]
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"ImageNet16 files not found under {root} (missing {missing[:3]}...); set "
+                                "dataset.root (or path) to the folder with train_data_batch_1..10 and val_data")
+    parts = [_imagenet16_batch(root / n) for n in names]
+    xtr, ytr = np.concatenate([p[0] for p in parts[:-1]]), np.concatenate([p[1] for p in parts[:-1]])
+    xte, yte = parts[-1]
+    keep_tr, keep_te = (ytr >= 1) & (ytr <= 120), (yte >= 1) & (yte <= 120)
+    return make_image_data("imagenet16_120", xtr[keep_tr], ytr[keep_tr] - 1, xte[keep_te], yte[keep_te] - 1, 120)
+
+
 DATASETS: dict[str, Callable[[DatasetSpec], ImageData]] = {
     "digits": _digits,
     "cifar10": _torchvision("CIFAR10", lambda train: {"train": train}),
@@ -122,6 +159,7 @@ DATASETS: dict[str, Callable[[DatasetSpec], ImageData]] = {
     "fashion_mnist": _torchvision("FashionMNIST", lambda train: {"train": train}),
     "svhn": _torchvision("SVHN", lambda train: {"split": "train" if train else "test"}),
     "npz": _npz,
+    "imagenet16_120": _imagenet16_120,
 }
 
 

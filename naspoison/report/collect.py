@@ -61,6 +61,7 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
                 continue
             if trained is not None and t.family == "evas_eval":
                 out.evas.append({"row": t.algorithm, "seed": t.seed, "arch": trained.result["arch"],
+                                 "dataset": t.dataset["name"],
                                  "scenario": t.scenario, "fraction": t.fraction,
                                  "acc": trained.result["acc"], "asr": trained.result["asr"]})
             continue

@@ -24,11 +24,23 @@ SCENARIO_TITLES = {"finetune_clean": "Fine-tuning with clean data (Evas Table 2)
 
 def _rows(records: list[dict]) -> list[dict]:
     rows = []
-    for name in dict.fromkeys(r["row"] for r in records):  # suite order
-        mine = [r for r in records if r["row"] == name]
-        rows.append({"row": name, "title": row_title(name), "arch": mine[0]["arch"], "n": len(mine),
+    for ds, name in dict.fromkeys((r.get("dataset"), r["row"]) for r in records):  # suite order
+        mine = [r for r in records if (r.get("dataset"), r["row"]) == (ds, name)]
+        rows.append({"dataset": ds, "row": name, "title": row_title(name), "arch": mine[0]["arch"], "n": len(mine),
                      "acc": _ms([100 * r["acc"] for r in mine]), "asr": _ms([100 * r["asr"] for r in mine])})
     return rows
+
+
+def wide(rows: list[dict]) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
+    """The paper's layout: architectures as columns, (dataset, ACC | ASR) as rows; cells "mean ± sd"."""
+    titles = list(dict.fromkeys(r["title"] for r in rows))
+    out = []
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        by = {r["title"]: r for r in rows if r["dataset"] == ds}
+        for metric in ("acc", "asr"):
+            cells = [f"{by[t][metric]['mean']:.2f} ± {by[t][metric]['std']:.2f}" if t in by else "-" for t in titles]
+            out.append((str(ds), metric.upper(), cells))
+    return titles, out
 
 
 def _spearman(x: list[float], y: list[float]) -> dict:
@@ -76,11 +88,15 @@ def evas_table(records: list[dict], searches: list[dict], study: dict | None = N
 
 
 def _md_table(rows: list[dict]) -> list[str]:
-    out = ["| architecture | ACC (%) | ASR (%) | seeds | cell |", "|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['title']} | {r['acc']['mean']:.2f} ± {r['acc']['std']:.2f} | "
-                   f"{r['asr']['mean']:.2f} ± {r['asr']['std']:.2f} | {r['n']} | `{r['arch']}` |")
-    return out
+    titles, body = wide(rows)
+    out = ["| dataset | metric (%) | " + " | ".join(titles) + " |", "|---|---|" + "---|" * len(titles)]
+    last = None
+    for ds, metric, cells in body:
+        out.append(f"| {ds if ds != last else ''} | {metric} | " + " | ".join(cells) + " |")
+        last = ds
+    seeds = ", ".join(f"{r['title']} {r['n']}" for r in rows if r["dataset"] == rows[0]["dataset"])
+    cells = "; ".join(f"{r['title']} `{r['arch']}`" for r in rows if r["dataset"] == rows[0]["dataset"])
+    return out + ["", f"Seeds: {seeds}. Cells: {cells}."]
 
 
 def markdown_lines(t: dict) -> list[str]:
@@ -133,11 +149,12 @@ def study_markdown(st: dict) -> list[str]:
 def latex_lines(t: dict) -> list[str]:
     out = []
     for title, rows in [("Evas Table 1", t["rows"])] + [(sc["title"], sc["rows"]) for sc in t.get("scenarios", [])]:
-        out += [f"% {title}", r"\begin{tabular}{lrr}", r"\toprule", r"architecture & ACC (\%) & ASR (\%) \\",
-                r"\midrule"]
-        for r in rows:
-            out.append(f"{r['title']} & {r['acc']['mean']:.2f} $\\pm$ {r['acc']['std']:.2f} & "
-                       f"{r['asr']['mean']:.2f} $\\pm$ {r['asr']['std']:.2f} \\\\")
+        titles, body = wide(rows)
+        out += [f"% {title}", r"\begin{tabular}{ll" + "r" * len(titles) + "}", r"\toprule",
+                r"dataset & metric (\%) & " + " & ".join(titles) + r" \\", r"\midrule"]
+        for ds, metric, cells in body:
+            ds_tex = ds.replace("_", r"\_")
+            out.append(f"{ds_tex} & {metric} & " + " & ".join(c.replace("±", "$\\pm$") for c in cells) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", ""]
     return out[:-1]
 

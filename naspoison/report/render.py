@@ -148,10 +148,10 @@ def _evas_console(t: dict) -> list:
     for title, rows in [("Evas: ACC and ASR per architecture", t["rows"])] + [(sc["title"], sc["rows"])
                                                                             for sc in t.get("scenarios", [])]:
         table = Table(title=title)
-        for col in ("architecture", "ACC (%)", "ASR (%)", "seeds", "cell"):
-            table.add_column(col, justify="left" if col in ("architecture", "cell") else "right")
+        for col in ("dataset", "architecture", "ACC (%)", "ASR (%)", "seeds", "cell"):
+            table.add_column(col, justify="left" if col in ("dataset", "architecture", "cell") else "right")
         for r in rows:
-            table.add_row(r["title"], f"{r['acc']['mean']:.2f} ± {r['acc']['std']:.2f}",
+            table.add_row(str(r["dataset"]), r["title"], f"{r['acc']['mean']:.2f} ± {r['acc']['std']:.2f}",
                           f"{r['asr']['mean']:.2f} ± {r['asr']['std']:.2f}", str(r["n"]), r["arch"])
         tables.append(table)
     tables[-1].caption, tables[-1].caption_justify = t["note"], "left"

@@ -65,7 +65,8 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
     if isinstance(trial, EvasTrial):
         found = None
         if trial.search is not None:
-            found = _ensure(store, trial.search, lambda d: stages.compute_evas_search(trial.search, ds, artifacts, d, log),
+            sds = trial.search_dataset or ds  # the search may have run on another dataset than this row's
+            found = _ensure(store, trial.search, lambda d: stages.compute_evas_search(trial.search, sds, artifacts, d, log),
                             device, label, emit, summary)
         backdoor = None  # a scenario treats the backdoor cell before it
         for spec in trial.after_search(found):

@@ -29,7 +29,7 @@ def lookup(api, arch: str, dataset: str, hp: str, seed: int) -> dict:
     if str(hp) not in HPS:
         raise ValueError(f"hp {hp!r}: NATS-Bench's topology benchmark has hp '12' or '200'")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError("give the trial seed explicitly (777, 888 or 999); a random trial is not reproducible")
+        raise TypeError("give the trial seed explicitly (777, 888 or 999); a random trial is not reproducible")
     index = api.query_index_by_arch(arch)
     if index is None or index < 0:
         raise KeyError(f"{arch} is not in this NATS-Bench file")

@@ -66,6 +66,7 @@ class EvasTrial:
     study: str | None = None                 # score study: "sample", "landscape" or "enumeration"
     score_setting: dict | None = field(default=None, repr=False)
     landscape_edges: tuple = ()
+    search_dataset: dict | None = field(default=None, repr=False)  # where the search ran (default: dataset)
     poison: None = None
     requires: tuple = ()
     SCENARIO_SEED_OFFSET = 10_000  # fine-tuning / re-initialisation seed = training seed + this
@@ -82,8 +83,10 @@ class EvasTrial:
     def label(self) -> str:
         if self.study:
             return f"{self.family}/study:{self.algorithm}"
+        elsewhere = self.search_dataset is not None and self.search_dataset["name"] != self.dataset["name"]
+        where = f"{self.dataset['name']}:" if elsewhere else ""
         row = "" if self.scenario is None else f"/{self.scenario}" + ("" if self.fraction is None else f"@{self.fraction:g}")
-        return f"{self.family}/{self.algorithm}{row}/seed={self.seed}"
+        return f"{self.family}/{where}{self.algorithm}{row}/seed={self.seed}"
 
     def _backdoor(self, arch: str) -> dict:
         return stages.backdoor_spec(arch, self.recipe, self.generator, self.dataset, self.seed,
@@ -145,11 +148,14 @@ def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
         treatments = [(None, None)] + [(sc, f) for sc in e.scenarios
                                        for f in (e.poison_fractions if sc in NEEDS_FRACTION else [None])]
         finetune = ev.finetune.model_dump()
-        for scenario, fraction in treatments:
-            for name, search, arch in rows:
-                for seed in range(ev.seeds or prof.seeds):
-                    out.append(EvasTrial("evas_eval", name, seed, search, arch, dataset, recipe, generator,
-                                         scenario, fraction, finetune if scenario else None))
+        eval_sets = [d.model_dump() for d in ev.datasets] if ev.datasets else [dataset]
+        for ds in eval_sets:
+            for scenario, fraction in treatments:
+                for name, search, arch in rows:
+                    for seed in range(ev.seeds or prof.seeds):
+                        out.append(EvasTrial("evas_eval", name, seed, search, arch, ds, recipe, generator,
+                                             scenario, fraction, finetune if scenario else None,
+                                             search_dataset=dataset if search else None))
         # the score study (Evas Figure 2, Figure 5, appendix A.3): seed 0 only, like the paper's single runs
         setting = ev.search.model_dump(include=set(ScoreSetting.model_fields) - {"chunk"})
         study = np.random.default_rng([e.random_seed, 0x57D])

@@ -78,6 +78,8 @@ class EvasProfile(_Strict):
     finetune: FinetuneRecipe = Field(default_factory=FinetuneRecipe)
     study_archs: int = Field(0, ge=0, description="random cells scored and attacked for evas_eval's score study "
                                                   "(Evas Figure 2: 900)")
+    datasets: list[DatasetSpec] | None = Field(None, description="evas_eval's datasets (default: the profile's); "
+                                                                 "the search and the score study use the profile's")
 
 
 class Profile(_Strict):
@@ -199,6 +201,9 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
             v = getattr(prof.evas, section).variant
             if v not in VARIANTS:
                 out.append((at + ("evas", section, "variant"), f"unknown trigger variant {v!r}{did_you_mean(v, VARIANTS)}"))
+        for i, ds in enumerate(prof.evas.datasets or []):
+            if ds.name not in DATASETS:
+                out.append((at + ("evas", "datasets", i, "name"), f"unknown dataset {ds.name!r}{did_you_mean(ds.name, DATASETS)}"))
         s = prof.evas.search
         if s.sample_size > s.pool_size:
             out.append((at + ("evas", "search", "sample_size"), f"{s.sample_size} exceeds pool_size {s.pool_size}"))
