@@ -87,7 +87,7 @@ def evas_table(records: list[dict], searches: list[dict], study: dict | None = N
     return out
 
 
-def _md_table(rows: list[dict]) -> list[str]:
+def _md_table(rows: list[dict], cells_legend: bool = True) -> list[str]:
     titles, body = wide(rows)
     out = ["| dataset | metric (%) | " + " | ".join(titles) + " |", "|---|---|" + "---|" * len(titles)]
     last = None
@@ -96,13 +96,13 @@ def _md_table(rows: list[dict]) -> list[str]:
         last = ds
     seeds = ", ".join(f"{r['title']} {r['n']}" for r in rows if r["dataset"] == rows[0]["dataset"])
     cells = "; ".join(f"{r['title']} `{r['arch']}`" for r in rows if r["dataset"] == rows[0]["dataset"])
-    return out + ["", f"Seeds: {seeds}. Cells: {cells}."]
+    return out + ["", f"Seeds: {seeds}." + (f" Cells: {cells}." if cells_legend else "")]
 
 
 def markdown_lines(t: dict) -> list[str]:
     out = ["", "## Evas: ACC and ASR per architecture (Evas Table 1)", "", *_md_table(t["rows"])]
     for sc in t.get("scenarios", []):
-        out += ["", f"### {sc['title']}", "", *_md_table(sc["rows"])]
+        out += ["", f"### {sc['title']}", "", *_md_table(sc["rows"], cells_legend=False)]
     for s in t["searches"]:
         out.append("")
         out.append(f"Evas search seed {s['seed']}: score {s['score']:.4g} after {s['visited']} visits "
