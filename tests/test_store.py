@@ -107,6 +107,25 @@ def test_claim_is_exclusive_and_dead_holders_are_reclaimed(tmp_path):
         assert got
 
 
+def test_an_unreadable_lock_is_not_taken_while_fresh(tmp_path):
+    """A lock file with no content yet (the race of create-then-write) must not count as a dead holder's:
+    taking it over would let two workers compute one cell. Only an old unreadable lock is abandoned."""
+    import os
+    import time
+
+    store = ResultStore(tmp_path)
+    (tmp_path / ".locks").mkdir(exist_ok=True)
+    lock = tmp_path / ".locks" / "k.lock"
+    lock.write_text("")
+    with store.claim("k") as got:
+        assert not got and lock.exists()
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    with store.claim("k") as got:
+        assert got and json.loads(lock.read_text())["pid"] == os.getpid()  # written whole
+    assert not lock.exists() and not list((tmp_path / ".locks").glob(".tmp-*"))
+
+
 def test_artifacts_are_raw_bytes_only(tmp_path):
     art = ArtifactCache(tmp_path / "a", size_limit=10 * 2**20)
     art.put("k", b"\x00\x01payload")

@@ -219,26 +219,38 @@ class ResultStore:
             path.unlink(missing_ok=True)
 
     def _acquire(self, path: Path, me: dict) -> bool:
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if self._lock_is_stale(path):
-                    path.unlink(missing_ok=True)
-                    continue
-                return False
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            return True
-        return False
+        # The lock appears with its content in one step (hard link of a written temporary file): a lock
+        # created empty and filled afterwards could be read half-written by another worker, taken for
+        # a killed process's and removed while its holder computes — two workers on one cell.
+        tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}")
+        tmp.write_text(json.dumps(me))
+        try:
+            for _ in range(3):
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    if self._lock_is_stale(path):
+                        path.unlink(missing_ok=True)
+                        continue
+                    return False
+                return True
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @staticmethod
     def _lock_is_stale(path: Path) -> bool:
         try:
             holder = json.loads(path.read_text())
             age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return False  # released meanwhile: try again
         except (OSError, json.JSONDecodeError):
-            return True  # half-written by a killed process
+            # locks are written whole (see _acquire): unreadable means damaged, abandoned once old enough
+            try:
+                return time.time() - path.stat().st_mtime > LOCK_STALE_SECONDS
+            except OSError:
+                return False
         if holder.get("host") == socket.gethostname():
             return not _pid_alive(int(holder.get("pid", -1)))
         return age > LOCK_STALE_SECONDS
