@@ -49,10 +49,10 @@ def _report_for(trials, store: ResultStore):
 
     col = collect(trials, store)
     report = analyse(col.accuracies, col.baseline) if any(t.family in ("poisoning", "random_baseline") for t in trials) else {}
-    if col.evas or col.evas_searches or col.evas_study:
+    if col.evas or col.evas_searches or col.evas_study or col.evas_defenses:
         from naspoison.report.evas import evas_table
 
-        report["evas"] = evas_table(col.evas, col.evas_searches, col.evas_study)
+        report["evas"] = evas_table(col.evas, col.evas_searches, col.evas_study, col.evas_defenses)
     return col, report
 
 
@@ -177,7 +177,7 @@ class _Progress:
 def _plan(args, trials, skipped, store: ResultStore) -> int:
     from naspoison.suite.expand import EvasTrial
 
-    stages_order = ("poison", "search", "train", "evas_search", "evas_score", "backdoor", "scenario")
+    stages_order = ("poison", "search", "train", "evas_search", "evas_score", "backdoor", "scenario", "defense")
     cells: dict[str, dict[str, str]] = {}
     kind: dict[str, str] = {}  # cell key -> its cost class (see _cost_class)
     users: dict[str, int] = {}

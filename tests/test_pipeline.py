@@ -281,7 +281,8 @@ version: 1
 families:
   evas_search: {search_seeds: 1}
   evas_eval: {baselines: [resnet18], random_archs: 1, scenarios: [finetune_clean, retrain, poisoned_finetune],
-              poison_fractions: [0.05], landscape_edges: [[0, 3], [0, 1]], enumeration: true}
+              poison_fractions: [0.05], landscape_edges: [[0, 3], [0, 1]], enumeration: true,
+              defenses: [neural_cleanse, strip, fine_pruning]}
 profiles:
   tiny:
     seeds: 2
@@ -295,6 +296,10 @@ profiles:
                   crop_padding: 1, flip: false}
       finetune: {epochs: 1, batch_size: 48, crop_padding: 1, flip: false}
       study_archs: 3
+      defenses:
+        neural_cleanse: {epochs: 2, samples: 60}
+        strip: {overlays: 4, inputs: 20}
+        fine_pruning: {samples: 60, fractions: [0.0, 0.5], finetune: {epochs: 1, batch_size: 48, crop_padding: 1, flip: false}}
 """
 
 
@@ -316,7 +321,9 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     # backdoor: 3 rows + 3 sampled cells + the 2^k enumeration cells but the found one (the Evas row's cell);
     # scores: 3 sampled + 25 landscape + 2^k enumeration, the found cell's shared; 3 rows × 3 scenarios
     n_backdoor, n_score = 3 + 3 + 2 ** k - 1, 3 + 25 + 2 ** k - 1
-    assert f"computed {n_backdoor} backdoor, {n_score} evas_score, 1 evas_search, 9 scenario" in first.stdout, first.stdout
+    # and 3 rows × 3 defenses
+    assert (f"computed {n_backdoor} backdoor, 9 defense, {n_score} evas_score, 1 evas_search, 9 scenario"
+            in first.stdout), first.stdout
     assert len(search["history"]) == 4 + 4 and search["scores_computed"] == search["distinct_archs"]
     evas_row = next(t for t in trials if t.family == "evas_eval" and t.algorithm == "evas")
     spec = evas_row.train_spec(search)
@@ -329,6 +336,9 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     cell = store.get("backdoor", content_key(spec)).result
     assert rows[0]["acc"]["mean"] == pytest.approx(100 * cell["acc"]) and 0 <= cell["asr"] <= 1
     assert "Evas: ACC and ASR" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
+    d = report["evas"]["defenses"]
+    assert [r["row"] for r in d["neural_cleanse"]] == ["evas", "resnet18", "random_1"]
+    assert all(0 <= r["auroc"]["mean"] <= 1 for r in d["strip"]) and len(d["fine_pruning"]) == 3
     study = report["evas"]["study"]
     assert len(study["sample"]["rows"]) == 3 and study["sample"]["spearman_score_asr"]["n"] == 3
     land = study["landscape"]
@@ -340,7 +350,7 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     again = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
     assert "computed nothing" in again.stdout
     check = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--check")
-    n_cells = 1 + n_backdoor + n_score + 9
+    n_cells = 1 + n_backdoor + n_score + 9 + 9
     assert check.returncode == 0 and f"{n_cells} cells verified" in check.stdout, check.stdout
     # a scenario whose backdoor weights were evicted recomputes them: the same numbers as before
     poisoned = next(t for t in trials if t.scenario == "poisoned_finetune" and t.algorithm == "evas")

@@ -19,6 +19,7 @@ class Collected:
     evas: list[dict] = field(default_factory=list)            # evas_eval rows: row, seed, arch, acc, asr
     evas_searches: list[dict] = field(default_factory=list)   # what each Evas search found
     evas_study: dict[str, list[dict]] = field(default_factory=dict)  # study kind -> {arch, score[, acc, asr]}
+    evas_defenses: list[dict] = field(default_factory=list)   # row, dataset, seed, defense, its result
 
 
 def collect(trials: list[Trial], store: ResultStore) -> Collected:
@@ -55,6 +56,11 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
                 r = found.result
                 out.evas_searches.append({"seed": t.seed, "arch": r["arch"], "score": r["score"],
                                           "visited": len(r["history"]), "distinct_archs": r["distinct_archs"]})
+            if t.defense:
+                if trained is not None:
+                    out.evas_defenses.append({"row": t.algorithm, "dataset": t.dataset["name"], "seed": t.seed,
+                                              "defense": t.defense, "result": defense_summary(trained.result)})
+                continue
             if t.study:
                 if all(r is not None for r in results):
                     out.evas_study.setdefault(t.study, []).extend(_study_rows(results, found))
@@ -88,3 +94,12 @@ def _study_rows(results: list, found) -> list[dict]:
         for row in rows:
             row["found"] = row["arch"] == found.result["arch"]
     return rows
+
+
+def defense_summary(r: dict) -> dict:
+    """The numbers the Evas Tables 4-5 layout shows (the full result stays in the cell)."""
+    if r["defense"] == "neural_cleanse":
+        return {"target_index": r["target_index"], "target_flagged": r["target_flagged"], "flagged": r["flagged"]}
+    if r["defense"] == "strip":
+        return {"auroc": r["auroc"]}
+    return {"before": r["before"], "chosen": r["chosen"], "after": r["after_finetune"]}

@@ -67,7 +67,61 @@ def study_section(study: dict[str, list[dict]]) -> dict:
     return out
 
 
-def evas_table(records: list[dict], searches: list[dict], study: dict | None = None) -> dict:
+def defense_section(records: list[dict]) -> dict:
+    """Evas Table 4 (Neural Cleanse: the target's anomaly index, how often it is flagged; STRIP: AUROC)
+    and Table 5 (Fine-Pruning: ACC/ASR before, after pruning, after fine-tuning) per dataset and row."""
+    out: dict = {}
+    keys = list(dict.fromkeys((r["dataset"], r["row"]) for r in records))
+    for name in dict.fromkeys(r["defense"] for r in records):
+        rows = []
+        for ds, row in keys:
+            mine = [r["result"] for r in records if (r["dataset"], r["row"], r["defense"]) == (ds, row, name)]
+            if not mine:
+                continue
+            entry = {"dataset": ds, "row": row, "title": row_title(row), "n": len(mine)}
+            if name == "neural_cleanse":
+                idx = [m["target_index"] for m in mine if m["target_index"] is not None]
+                entry.update(target_index=_ms(idx) if idx else None, flagged=sum(m["target_flagged"] for m in mine))
+            elif name == "strip":
+                entry.update(auroc=_ms([m["auroc"] for m in mine]))
+            else:
+                for stage in ("before", "chosen", "after"):
+                    entry[stage] = {k: _ms([100 * m[stage][k] for m in mine]) for k in ("acc", "asr")}
+            rows.append(entry)
+        out[name] = rows
+    return out
+
+
+def defense_markdown(d: dict) -> list[str]:
+    out = []
+    if "neural_cleanse" in d or "strip" in d:
+        out += ["", "### Backdoor detection (Evas Table 4)", "",
+                "| dataset | architecture | NC anomaly index of the target | NC flags the target | STRIP AUROC |",
+                "|---|---|---|---|---|"]
+        nc = {(r["dataset"], r["row"]): r for r in d.get("neural_cleanse", [])}
+        st = {(r["dataset"], r["row"]): r for r in d.get("strip", [])}
+        for key in dict.fromkeys(list(nc) + list(st)):
+            n, s = nc.get(key), st.get(key)
+            title = (n or s)["title"]
+            idx = "-" if not n else ("∞" if n["target_index"] is None else f"{n['target_index']['mean']:.2f} ± {n['target_index']['std']:.2f}")
+            flags = "-" if not n else f"{n['flagged']}/{n['n']}"
+            auroc = "-" if not s else f"{s['auroc']['mean']:.3f} ± {s['auroc']['std']:.3f}"
+            out.append(f"| {key[0]} | {title} | {idx} | {flags} | {auroc} |")
+        legend = ("Neural Cleanse flags a class whose mask L1 is below the median with anomaly index > 2; "
+                  "STRIP's AUROC separates triggered from clean inputs by blend entropy (0.5 = chance).")
+        out += ["", legend]
+    if "fine_pruning" in d:
+        out += ["", "### Fine-Pruning (Evas Table 5)", "",
+                "| dataset | architecture | ACC before | ASR before | ACC pruned | ASR pruned | ACC fine-tuned | ASR fine-tuned |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in d["fine_pruning"]:
+            cells = [f"{r[st][k]['mean']:.2f}" for st in ("before", "chosen", "after") for k in ("acc", "asr")]
+            out.append(f"| {r['dataset']} | {r['title']} | " + " | ".join(cells) + " |")
+    return out
+
+
+def evas_table(records: list[dict], searches: list[dict], study: dict | None = None,
+               defenses: list[dict] | None = None) -> dict:
     """``records``: {row, seed, arch, scenario, fraction, acc, asr} of evas_eval trials (scenario None: the
     attack as trained, Table 1); ``searches``: {seed, arch, score, ...}."""
     plain = [r for r in records if r.get("scenario") is None]
@@ -84,6 +138,8 @@ def evas_table(records: list[dict], searches: list[dict], study: dict | None = N
         out["scenarios"] = scenarios
     if study:
         out["study"] = study_section(study)
+    if defenses:
+        out["defenses"] = defense_section(defenses)
     return out
 
 
@@ -108,7 +164,7 @@ def markdown_lines(t: dict) -> list[str]:
         out.append(f"Evas search seed {s['seed']}: score {s['score']:.4g} after {s['visited']} visits "
                    f"({s['distinct_archs']} distinct cells), found `{s['arch']}`")
     out += ["", t["note"] + "."]
-    return out + study_markdown(t.get("study", {}))
+    return out + defense_markdown(t.get("defenses", {})) + study_markdown(t.get("study", {}))
 
 
 def _fmt_rho(c: dict) -> str:

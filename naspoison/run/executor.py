@@ -74,6 +74,8 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
                 backdoor, compute = spec, (lambda d, s=spec: stages.compute_backdoor(s, ds, artifacts, d, log))
             elif spec["stage"] == "scenario":
                 compute = (lambda d, s=spec, b=backdoor: stages.compute_scenario(s, b, ds, artifacts, d, log))
+            elif spec["stage"] == "defense":
+                compute = (lambda d, s=spec, b=backdoor: stages.compute_defense(s, b, ds, artifacts, d, log))
             else:
                 compute = (lambda d, s=spec: stages.compute_evas_score(s, ds, artifacts, d))
             _ensure(store, spec, compute, device, label, emit, summary)

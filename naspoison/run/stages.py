@@ -22,7 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
-VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1"}
+VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "1"}
 SPACE = "darts"
 
 
@@ -76,6 +76,11 @@ def scenario_spec(scenario: str, fraction: float | None, finetune: dict, seed: i
     re-initialisation seed)."""
     return _spec("scenario", {"scenario": scenario, "fraction": fraction, "finetune": finetune, "seed": seed},
                  {"backdoor": content_key(backdoor)})
+
+
+def defense_spec(defense: str, params: dict, backdoor: dict) -> dict:
+    """A backdoor defense run on a backdoor cell's model (the generator is only used to score it)."""
+    return _spec("defense", {"defense": defense, "defense_params": params}, {"backdoor": content_key(backdoor)})
 
 
 # ----------------------------------------------------------------------------- computing
@@ -234,6 +239,22 @@ def backdoor_models(spec: dict, dataset: dict, artifacts: ArtifactCache | None, 
     gen = TriggerGenerator(data.shape[2], g.variant, g.channels, *channel_stats(data.x_train))
     gen.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
     return model.to(device), gen.to(device).eval()
+
+
+def compute_defense(spec: dict, backdoor: dict, dataset: dict, artifacts: ArtifactCache | None, device: str,
+                    log=None) -> dict:
+    import torch
+
+    from naspoison.defenses import DEFENSES, Suspect
+
+    p = spec["params"]
+    fn, params_cls = DEFENSES[p["defense"]]
+    model, gen = backdoor_models(backdoor, dataset, artifacts, device, log)
+    for q in gen.parameters():
+        q.requires_grad_(False)
+    suspect = Suspect(model, gen, load_dataset(dataset), backdoor["params"]["generator"]["target"], torch.device(device))
+    params = params_cls.model_validate_json(json.dumps(p["defense_params"]))
+    return {"defense": p["defense"], "arch": backdoor["params"]["arch"], **fn(suspect, params, log)}
 
 
 def compute_scenario(spec: dict, backdoor: dict, dataset: dict, artifacts: ArtifactCache | None, device: str,

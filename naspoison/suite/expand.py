@@ -67,13 +67,15 @@ class EvasTrial:
     score_setting: dict | None = field(default=None, repr=False)
     landscape_edges: tuple = ()
     search_dataset: dict | None = field(default=None, repr=False)  # where the search ran (default: dataset)
+    defense: str | None = None               # a backdoor defense run on the model (defenses registry)
+    defense_params: dict | None = field(default=None, repr=False)
     poison: None = None
     requires: tuple = ()
     SCENARIO_SEED_OFFSET = 10_000  # fine-tuning / re-initialisation seed = training seed + this
 
     @property
-    def attack(self) -> str:  # --only attack=retrain etc.
-        return self.scenario or NO_ATTACK
+    def attack(self) -> str:  # --only attack=retrain, attack=strip etc.
+        return self.scenario or self.defense or NO_ATTACK
 
     @property
     def budget(self) -> float | None:
@@ -86,6 +88,7 @@ class EvasTrial:
         elsewhere = self.search_dataset is not None and self.search_dataset["name"] != self.dataset["name"]
         where = f"{self.dataset['name']}:" if elsewhere else ""
         row = "" if self.scenario is None else f"/{self.scenario}" + ("" if self.fraction is None else f"@{self.fraction:g}")
+        row += "" if self.defense is None else f"/{self.defense}"
         return f"{self.family}/{where}{self.algorithm}{row}/seed={self.seed}"
 
     def _backdoor(self, arch: str) -> dict:
@@ -107,6 +110,8 @@ class EvasTrial:
         if self.study == "enumeration":
             return [spec for a in conv_enumeration(found["arch"]) for spec in (self._score(a), self._backdoor(a))]
         backdoor = self.train_spec(found)
+        if self.defense is not None:
+            return [backdoor, stages.defense_spec(self.defense, self.defense_params, backdoor)]
         if self.scenario is None:
             return [backdoor]
         return [backdoor, stages.scenario_spec(self.scenario, self.fraction, self.finetune,
@@ -156,6 +161,16 @@ def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
                         out.append(EvasTrial("evas_eval", name, seed, search, arch, ds, recipe, generator,
                                              scenario, fraction, finetune if scenario else None,
                                              search_dataset=dataset if search else None))
+        from naspoison.defenses import DEFENSES
+
+        for ds in eval_sets:  # Evas Tables 4-5: defenses on the models as trained
+            for defense in e.defenses:
+                params = DEFENSES[defense][1].model_validate(ev.defenses.get(defense, {})).model_dump()
+                for name, search, arch in rows:
+                    for seed in range(ev.seeds or prof.seeds):
+                        out.append(EvasTrial("evas_eval", name, seed, search, arch, ds, recipe, generator,
+                                             search_dataset=dataset if search else None, defense=defense,
+                                             defense_params=params))
         # the score study (Evas Figure 2, Figure 5, appendix A.3): seed 0 only, like the paper's single runs
         setting = ev.search.model_dump(include=set(ScoreSetting.model_fields) - {"chunk"})
         study = np.random.default_rng([e.random_seed, 0x57D])

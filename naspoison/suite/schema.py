@@ -59,6 +59,7 @@ class EvasEvalFamily(_Strict):
     poison_fractions: list[float] = Field(default_factory=lambda: [0.0001, 0.001, 0.01])
     landscape_edges: list[list[int]] = Field(default_factory=list, description="two (from, to) edges (Figure 5)")
     enumeration: bool = Field(False, description="conv1x1/conv3x3 on the found cell's conv edges (appendix A.3)")
+    defenses: list[str] = Field(default_factory=list, description="backdoor defenses (Evas Tables 4-5)")
 
 
 class Families(_Strict):
@@ -78,6 +79,7 @@ class EvasProfile(_Strict):
     finetune: FinetuneRecipe = Field(default_factory=FinetuneRecipe)
     study_archs: int = Field(0, ge=0, description="random cells scored and attacked for evas_eval's score study "
                                                   "(Evas Figure 2: 900)")
+    defenses: dict[str, dict[str, Any]] = Field(default_factory=dict, description="defense parameters by name")
     datasets: list[DatasetSpec] | None = Field(None, description="evas_eval's datasets (default: the profile's); "
                                                                  "the search and the score study use the profile's")
 
@@ -152,6 +154,11 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
                                 f"a baseline is {RESNET18!r} or an NB201 arch string: {e}"))
         if fam.evas_search is None:
             out.append((("families", "evas_eval"), "needs the evas_search family: its first row is the found cell"))
+        from naspoison.defenses import DEFENSES
+
+        for i, d in enumerate(fam.evas_eval.defenses):
+            if d not in DEFENSES:
+                out.append((("families", "evas_eval", "defenses", i), f"unknown defense {d!r}{did_you_mean(d, DEFENSES)}"))
         for i, sc in enumerate(fam.evas_eval.scenarios):
             if sc not in SCENARIOS:
                 out.append((("families", "evas_eval", "scenarios", i), f"unknown scenario {sc!r}{did_you_mean(sc, SCENARIOS)}"))
@@ -201,6 +208,16 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
             v = getattr(prof.evas, section).variant
             if v not in VARIANTS:
                 out.append((at + ("evas", section, "variant"), f"unknown trigger variant {v!r}{did_you_mean(v, VARIANTS)}"))
+        from naspoison.defenses import DEFENSES
+
+        for name, params in prof.evas.defenses.items():
+            if name not in DEFENSES:
+                out.append((at + ("evas", "defenses", name), f"unknown defense {name!r}{did_you_mean(name, DEFENSES)}"))
+                continue
+            try:
+                DEFENSES[name][1].model_validate(params)
+            except ValidationError as e:
+                out += [(at + ("evas", "defenses", name) + loc, msg) for loc, msg in _pydantic_problems(e)]
         for i, ds in enumerate(prof.evas.datasets or []):
             if ds.name not in DATASETS:
                 out.append((at + ("evas", "datasets", i, "name"), f"unknown dataset {ds.name!r}{did_you_mean(ds.name, DATASETS)}"))

@@ -1,0 +1,94 @@
+"""Fine-Pruning (Liu et al., RAID 2018): a backdoor tends to live in neurons that clean data leaves
+dormant; prune them, then fine-tune.
+
+Pruned here: the **inputs of the final linear layer** (the pooled features the classifier reads), so
+one rule serves DARTS, NB201 and ResNet networks alike (the paper's "last convolutional layer" has no
+single meaning in a cell-based network). Channels are ranked by their mean activation on
+``samples`` clean training images (ascending) and masked progressively: the prune curve gives ACC
+and ASR at every fraction in ``fractions``, computed from the cached features (one forward of the
+data, then a masked matrix product per point, which equals masking inside the network because the
+layer is linear). The pruning level kept is the largest fraction whose clean ACC stays within
+``max_acc_drop`` (4 points, the paper's stopping rule) of the unpruned ACC; a **copy** of the model
+with that mask (a forward pre-hook on the final layer) is fine-tuned on clean training data
+(``finetune``, the Evas fine-tuning recipe shortened to ``finetune.epochs``), and ACC/ASR are
+measured again. The suspect model itself is never changed.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from naspoison.backdoor.scenarios import FinetuneRecipe
+from naspoison.defenses.base import Suspect
+from naspoison.train import fit
+
+
+class FinePruningParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    samples: int = Field(1000, gt=0, description="clean training images that rank the channels")
+    fractions: list[float] = Field(default_factory=lambda: [i / 20 for i in range(20)])
+    max_acc_drop: float = Field(0.04, ge=0, le=1)
+    finetune: FinetuneRecipe = Field(default_factory=lambda: FinetuneRecipe(epochs=10))
+    seed: int = 0
+
+
+def final_linear(model: nn.Module) -> nn.Linear:
+    for name in ("classifier", "linear", "fc"):
+        layer = getattr(model, name, None)
+        if isinstance(layer, nn.Linear):
+            return layer
+    raise TypeError(f"{type(model).__name__}: no final linear layer named classifier, linear or fc")
+
+
+@torch.no_grad()
+def features(s: Suspect, x01: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """The inputs of the final linear layer for ``x01`` (eval mode)."""
+    layer, got = final_linear(s.model), []
+    hook = layer.register_forward_pre_hook(lambda m, inp: got.append(inp[0].detach().flatten(1)))
+    try:
+        for i in range(0, len(x01), batch):
+            s.logits(x01[i:i + batch])
+    finally:
+        hook.remove()
+    return torch.cat(got)
+
+
+def fine_pruning(s: Suspect, p: FinePruningParams, log=None) -> dict:
+    log = log or (lambda m: None)
+    layer = final_linear(s.model)
+    rng = np.random.default_rng([p.seed, 0xF9])
+    n = len(s.data.x_train)
+    rank_idx = np.sort(rng.choice(n, min(p.samples, n), replace=False))
+    order = torch.argsort(features(s, s.images("train", rank_idx)).mean(0), stable=True)  # dormant first
+    x, y = s.images("test"), s.labels("test")
+    keep = y != s.target
+    f_clean, f_trig = features(s, x), features(s, s.triggered(x[keep]))
+    d = f_clean.shape[1]
+
+    def masked(k: int) -> torch.Tensor:
+        m = torch.ones(d, device=s.device)
+        m[order[:k]] = 0
+        return m
+
+    def point(k: int) -> dict:
+        m = masked(k)
+        acc = ((f_clean * m) @ layer.weight.T + layer.bias).argmax(1).eq(y).float().mean().item()
+        asr = ((f_trig * m) @ layer.weight.T + layer.bias).argmax(1).eq(s.target).float().mean().item()
+        return {"fraction": k / d, "pruned": k, "acc": acc, "asr": asr}
+
+    curve = [point(round(f * d)) for f in p.fractions]
+    base = point(0)
+    ok = [c for c in curve if c["acc"] >= base["acc"] - p.max_acc_drop]
+    chosen = max(ok, key=lambda c: c["pruned"]) if ok else base
+    log(f"fine-pruning: {chosen['pruned']}/{d} channels pruned (ACC {chosen['acc']:.4f}, ASR {chosen['asr']:.4f}); fine-tuning a copy")
+    pruned = copy.deepcopy(s.model)
+    mask = masked(chosen["pruned"])
+    final_linear(pruned).register_forward_pre_hook(lambda m, inp: (inp[0] * mask.view(1, -1),))
+    fit(pruned, s.data, p.finetune, p.seed, s.device)
+    after = s.acc_asr(pruned.eval())
+    return {"channels": d, "before": {"acc": base["acc"], "asr": base["asr"]}, "curve": curve,
+            "chosen": chosen, "after_finetune": after}
