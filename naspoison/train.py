@@ -39,6 +39,27 @@ class Recipe(BaseModel):
     eval_batch_size: int = Field(500, gt=0)
 
 
+class PlainRecipe(BaseModel):
+    """SGD + cosine for a network without auxiliary head or drop-path (ResNet-18, NB201 cells): the fields
+    the shared loop reads, with the usual CIFAR values (momentum 0.9, wd 5e-4, crop + flip, no cutout).
+    Each use (the surrogate, the Evas models, fine-tuning) subclasses it with its own epochs and batch."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    epochs: int = Field(60, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+    crop_padding: int = Field(4, ge=0)
+    flip: bool = True
+    cutout: int = Field(0, ge=0)
+    eval_batch_size: int = Field(500, gt=0)
+    # fixed for these networks (read by the shared loop)
+    auxiliary_weight: float = Field(0.0, ge=0, le=0)
+    drop_path_prob: float = Field(0.0, ge=0, le=0)
+
+
 def seed_everything(seed: int) -> None:
     import random
 

@@ -5,37 +5,23 @@ it; if the artifact was evicted it is retrained (deterministic on CPU).
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.attacks.base import AttackContext
 from naspoison.data.datasets import ImageData
 from naspoison.models import ResNet18
 from naspoison.store import content_key, state_from_bytes, state_to_bytes
-from naspoison.train import fit, seed_everything
+from naspoison.train import PlainRecipe, fit, seed_everything
 
 VERSION = "1"
 
 
-class SurrogateRecipe(BaseModel):
+class SurrogateRecipe(PlainRecipe):
     """The usual CIFAR ResNet-18 recipe (SGD 0.1 cosine, momentum 0.9, wd 5e-4, crop + flip), shortened to
     60 epochs: the surrogate only has to rank samples by confidence and to be a sensible target."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
     width: int = Field(64, gt=0, description="channels of the first stage (64 = ResNet-18)")
-    epochs: int = Field(60, gt=0)
-    batch_size: int = Field(128, gt=0)
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    grad_clip: float = Field(5.0, gt=0)
-    crop_padding: int = Field(4, ge=0)
-    flip: bool = True
-    cutout: int = Field(0, ge=0)
     seed: int = 0
-    # fixed for a ResNet (read by the shared loop)
-    auxiliary_weight: float = Field(0.0, ge=0, le=0)
-    drop_path_prob: float = Field(0.0, ge=0, le=0)
-    eval_batch_size: int = Field(500, gt=0)
 
 
 def surrogate_model(data: ImageData, recipe: SurrogateRecipe, ctx: AttackContext, device="cpu") -> tuple[ResNet18, dict]:

@@ -7,35 +7,23 @@ ResNet-18 alike so that the rows differ only in the architecture.
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.backdoor.attack import GeneratorRecipe, attack_metrics, train_generator
 from naspoison.data.datasets import ImageData
 from naspoison.models import ResNet18
 from naspoison.spaces import nb201
-from naspoison.train import fit, seed_everything
+from naspoison.train import PlainRecipe, fit, seed_everything
 
 RESNET18 = "resnet18"
 
 
-class ModelRecipe(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ModelRecipe(PlainRecipe):
     epochs: int = Field(200, gt=0)
     batch_size: int = Field(256, gt=0)
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    grad_clip: float = Field(5.0, gt=0)
-    crop_padding: int = Field(4, ge=0)
-    flip: bool = True
-    cutout: int = Field(0, ge=0)
     channels: int = Field(16, gt=0, description="NB201 C")
     cells_per_stage: int = Field(5, gt=0)
     resnet_width: int = Field(64, gt=0, description="ResNet-18's first-stage channels")
-    eval_batch_size: int = Field(500, gt=0)
-    # fixed for these networks (read by the shared loop)
-    auxiliary_weight: float = Field(0.0, ge=0, le=0)
-    drop_path_prob: float = Field(0.0, ge=0, le=0)
 
 
 def build_model(arch: str, data: ImageData, recipe: ModelRecipe):

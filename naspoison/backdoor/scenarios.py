@@ -18,28 +18,18 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.backdoor.attack import GeneratorRecipe, attack_metrics
 from naspoison.backdoor.evaluate import ModelRecipe, build_model
 from naspoison.data.datasets import ImageData
-from naspoison.train import fit, seed_everything
+from naspoison.train import PlainRecipe, fit, seed_everything
 
 
-class FinetuneRecipe(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class FinetuneRecipe(PlainRecipe):
     epochs: int = Field(50, gt=0)
     batch_size: int = Field(96, gt=0)
     lr: float = Field(0.01, gt=0)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    grad_clip: float = Field(5.0, gt=0)
-    crop_padding: int = Field(4, ge=0)
-    flip: bool = True
-    cutout: int = Field(0, ge=0)
-    eval_batch_size: int = Field(500, gt=0)
-    auxiliary_weight: float = Field(0.0, ge=0, le=0)
-    drop_path_prob: float = Field(0.0, ge=0, le=0)
 
 
 @torch.no_grad()
