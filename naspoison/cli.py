@@ -1,6 +1,7 @@
 """The ``naspoison`` command (SPEC §8).
 
   naspoison bench SUITE [--profile P] [--only EXPR] [--plan] [--check] [--shard i/N] [--devices ...]
+                  [--executor processes|slurm|submitit-local --tasks N --slurm-* ... --no-wait]
   naspoison report [SUITE --profile P | --trials CSV] [--out DIR]
   naspoison verify | merge SRC... | gc [--dry-run] | ls
 Exit status: 0 ok, 1 failed cells or failed check, 2 bad input (suite, arguments).
@@ -73,7 +74,7 @@ def _write_reports(report: dict, out: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------- bench
 def cmd_bench(args) -> int:
-    _, trials, skipped = _load(args)
+    suite, trials, skipped = _load(args)
     if not trials:
         raise UsageError(f"no trial of profile {args.profile!r} matches --only {args.only!r}")
     if args.check:
@@ -81,6 +82,16 @@ def cmd_bench(args) -> int:
     store = ResultStore(args.store, read_only=args.plan)
     if args.plan:
         return _plan(args, trials, skipped, store)
+    if args.compile:
+        import os
+
+        from naspoison.train import COMPILE_ENV
+
+        os.environ[COMPILE_ENV] = args.compile  # inherited by worker processes and submitit tasks
+    if args.executor != "processes":
+        if args.tasks < 1:
+            raise UsageError("--tasks must be at least 1")
+        return _bench_submitit(args, suite, trials, store)
     from naspoison.run.executor import run_parallel
 
     devices = _devices(args)
@@ -92,6 +103,10 @@ def cmd_bench(args) -> int:
     with _Progress(len(trials), con) as progress:
         summary = run_parallel(trials, store, artifacts, devices, progress.emit)
     artifacts.close()
+    return _finish(args, trials, summary, store, con, t0)
+
+
+def _finish(args, trials, summary, store: ResultStore, con, t0: float) -> int:
     computed = ", ".join(f"{v} {k}" for k, v in sorted(summary.computed.items())) or "nothing (all cached)"
     con.print(f"computed {computed} in {time.perf_counter() - t0:.1f} s")
     if summary.failed:
@@ -106,6 +121,43 @@ def cmd_bench(args) -> int:
         for p in _write_reports(report, Path(args.reports) / args.profile):
             con.print(f"wrote {p}")
     return 1 if summary.failed else 0
+
+
+def _bench_submitit(args, suite: Suite, trials, store: ResultStore) -> int:
+    """--executor slurm | submitit-local: one array task per group of trials, then (unless --no-wait) wait
+    and write the report; with --no-wait the same command run later resumes or collects."""
+    from naspoison.run import slurm
+    resources = suite.profile(args.profile).slurm
+    overrides = {k: v for k, v in {"partition": args.slurm_partition, "time_min": args.slurm_time,
+                                   "gpus_per_task": args.slurm_gpus, "cpus_per_task": args.slurm_cpus,
+                                   "mem_gb": args.slurm_mem}.items() if v is not None}
+    resources = resources.model_copy(update=overrides).model_dump()
+    missing = [t for t in trials if not _trial_stored(t, store)]
+    con = _console()
+    if not missing:
+        con.print("every cell is stored: collecting")
+        from naspoison.run.executor import RunSummary
+
+        return _finish(args, trials, RunSummary(), store, con, time.perf_counter())
+    n = min(args.tasks, len(missing))
+    artifacts = ArtifactCache(args.artifacts)
+    cluster = "slurm" if args.executor == "slurm" else "local"
+    t0 = time.perf_counter()
+    jobs = slurm.submit(missing, store, artifacts, n, resources, cluster)
+    artifacts.close()
+    con.print(f"naspoison: {len(missing)} trials with missing cells in {len(jobs)} {cluster} task(s): "
+              f"{', '.join(j.job_id for j in jobs[:4])}{' ...' if len(jobs) > 4 else ''}; logs in {store.root}/.slurm")
+    if args.no_wait:
+        con.print("submitted; run the same command again to resume or collect")
+        return 0
+    summary = slurm.wait(jobs, con.print, poll=2.0 if cluster == "local" else 30.0)
+    return _finish(args, trials, summary, store, con, t0)
+
+
+def _trial_stored(trial, store: ResultStore) -> bool:
+    from naspoison.run.executor import _complete
+
+    return all(_complete(t, store) for t in (*trial.requires, trial))
 
 
 def _devices(args) -> list[str]:
@@ -423,6 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--shard", help="i/N: run only every N-th trial from the i-th")
     b.add_argument("--devices", help="comma-separated, one worker each: cpu,cpu or cuda:0,cuda:1 (default: every GPU, else cpu)")
     b.add_argument("--workers", type=int, default=1, help="CPU workers when --devices is not given")
+    b.add_argument("--executor", choices=("processes", "slurm", "submitit-local"), default="processes",
+                   help="processes: workers on this machine (default); slurm: a submitit job array; "
+                        "submitit-local: the same array as local processes (testing)")
+    b.add_argument("--compile", metavar="BACKEND", help="torch.compile the training step (inductor on a GPU; "
+                   "eager to test the plumbing); a speed option, not part of the cells' keys")
+    b.add_argument("--tasks", type=int, default=8, help="array tasks for --executor slurm (groups of trials)")
+    b.add_argument("--slurm-partition")
+    b.add_argument("--slurm-time", type=int, help="minutes per task (default: the profile's slurm.time_min)")
+    b.add_argument("--slurm-gpus", type=int, help="GPUs per task")
+    b.add_argument("--slurm-cpus", type=int, help="CPUs per task")
+    b.add_argument("--slurm-mem", type=int, help="GB per task")
+    b.add_argument("--no-wait", action="store_true", help="submit and return; rerun the command to collect")
     b.add_argument("--artifacts", help="artifact cache directory (default: $NASPOISON_ARTIFACTS or ~/.cache/naspoison/artifacts)")
     b.add_argument("--reports", default=DEFAULT_REPORTS, help="where reports are written / compared (default: reports)")
     store_opt(b)

@@ -7,6 +7,7 @@ loss weight 0.4, drop-path ramped linearly over the epochs, and the **final-epoc
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -103,6 +104,17 @@ def seeded_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe, see
     return build_eval_network(genotype, data, recipe)
 
 
+COMPILE_ENV = "NASPOISON_COMPILE"
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """``torch.compile(model, backend=$NASPOISON_COMPILE)`` when that is set (``naspoison bench --compile``),
+    else the model itself. A speed option, not part of any cell's key: compiled kernels may round
+    differently from eager ones, so a store should be filled one way or the other."""
+    backend = os.environ.get(COMPILE_ENV)
+    return torch.compile(model, backend=backend) if backend else model
+
+
 def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.device | str = "cpu",
         on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """The shared loop: train ``model`` in place on ``data`` with ``recipe`` (a :class:`Recipe` or any
@@ -115,6 +127,7 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    step_model = compiled(model)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                           weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs)
@@ -135,7 +148,7 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
             xb = cutout(train.normalise(xb), gen, recipe.cutout)
             yb = train.y[idx]
             with autocast_for(device):
-                logits, aux = model(xb)
+                logits, aux = step_model(xb)
                 loss = criterion(logits, yb)
                 if aux is not None:
                     loss = loss + recipe.auxiliary_weight * criterion(aux, yb)

@@ -147,6 +147,36 @@ def test_two_workers_shards_and_only(tiny):
     assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check").returncode == 0
 
 
+def results(root: Path) -> dict:
+    """Each cell's result by file name (records also hold wall times and hosts, which differ by design)."""
+    return {p.relative_to(root).as_posix(): ResultStore.load_file(p).result for p in sorted(root.glob("*/*.json"))}
+
+
+def test_queue_workers_and_submitit_tasks_compute_each_cell_once_and_match_one_worker(tiny):
+    pytest.importorskip("submitit")
+    d = tiny(seeds=2, epochs=1)
+    expected = {"poison": 4, "search": 10, "train": 2}
+    one = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--store", "one", "--artifacts", "a1")
+    assert one.returncode == 0 and computed(one.stdout) == expected, one.stdout
+    two = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--store", "two", "--artifacts", "a2", "--workers", "2")
+    assert two.returncode == 0 and computed(two.stdout) == expected, two.stdout
+    sub = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--store", "sub", "--artifacts", "a3",
+                    "--executor", "submitit-local", "--tasks", "3")
+    assert sub.returncode == 0, sub.stdout + sub.stderr
+    assert "in 3 local task(s)" in sub.stdout and "computed 4 poison, 10 search, 2 train in" in sub.stdout, sub.stdout
+    assert not (d / "sub/.failures").exists() or not list((d / "sub/.failures").iterdir())
+    reference = results(d / "one")
+    assert len(reference) == 16 and results(d / "two") == reference and results(d / "sub") == reference
+    # every task's log names the cells it computed: together each cell exactly once
+    logs = "".join(p.read_text() for p in (d / "sub/.slurm").rglob("*_log.out"))
+    assert len(re.findall(r"^(?:poison|search|train) ", logs, flags=re.MULTILINE)) == 16, logs
+    # the same command again only collects (and writes the report)
+    again = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--store", "sub", "--artifacts", "a3",
+                      "--executor", "submitit-local", "--tasks", "3")
+    assert again.returncode == 0 and "every cell is stored: collecting" in again.stdout, again.stdout
+    assert (d / "reports/tiny/report.json").exists()
+
+
 def test_merge_is_a_union_of_files(tiny):
     d = tiny(seeds=2, epochs=1)
     assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--shard", "0/2", "--store", "a").returncode == 0

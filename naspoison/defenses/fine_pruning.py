@@ -12,6 +12,11 @@ layer is linear). The pruning level kept is the largest fraction whose clean ACC
 with that mask (a forward pre-hook on the final layer) is fine-tuned on clean training data
 (``finetune``, the Evas fine-tuning recipe shortened to ``finetune.epochs``), and ACC/ASR are
 measured again. The suspect model itself is never changed.
+
+Measured (tests' planted 16x16 digits model, white 3x3 patch): the chosen pruning takes ASR from 100 % to
+14.5 %, yet clean fine-tuning of the pruned copy restores it (100 % after one epoch at lr 0.01). The
+pruned channels are zero, but triggered images drive the kept channels low, and the re-fitted
+classifier maps such quiet features to the target; both points are reported, never only the better one.
 """
 from __future__ import annotations
 

@@ -71,11 +71,10 @@ def reverse_engineer(s: Suspect, p: NeuralCleanseParams, log=None) -> dict:
     idx = torch.randperm(n, generator=gen)[:min(p.samples, n)].numpy()
     x_all = s.images("train", np.sort(idx))
     k, (c, h, w) = s.data.num_classes, x_all.shape[1:]
-    a = torch.zeros(k, 1, h, w, device=s.device, requires_grad=True)
-    b = torch.zeros(k, c, h, w, device=s.device, requires_grad=True)
-    with torch.no_grad():  # random starts, as the paper's implementation does
-        a.uniform_(-1, 1, generator=None)
-        b.uniform_(-1, 1)
+    # random starts in tanh space, as the paper's implementation does; drawn on the CPU from the seeded
+    # generator so the result is a function of the parameters, whatever the device or global RNG state
+    a = (torch.rand(k, 1, h, w, generator=gen) * 2 - 1).to(s.device).requires_grad_()
+    b = (torch.rand(k, c, h, w, generator=gen) * 2 - 1).to(s.device).requires_grad_()
     opt = torch.optim.Adam([a, b], lr=p.lr, betas=(0.5, 0.9))
     targets = torch.arange(k, device=s.device)
     cost = torch.zeros(k, device=s.device)

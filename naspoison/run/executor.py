@@ -92,30 +92,36 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
     _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d, artifacts), device, label, emit, summary)
 
 
+def attempt(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
+            emit: Callable[[Event], None], summary: RunSummary) -> bool:
+    """Run one trial; False when its next cell is in another live worker's hands (try again later).
+    A failure is recorded (the store's .failures, the summary) and does not stop the caller."""
+    try:
+        run_trial(trial, store, artifacts, device, emit, summary)
+        summary.trials_done += 1
+        emit({"kind": "trial", "label": trial.label})
+    except _Blocked:
+        return False
+    except KeyboardInterrupt:
+        raise
+    except CorruptRecord as e:
+        summary.failed.append(f"{trial.label}: {e} (run `naspoison verify`)")
+        emit({"kind": "failed", "label": trial.label, "error": str(e)})
+    except Exception as e:  # noqa: BLE001 - record, continue with the rest, retry next run
+        spec = _failing_spec(trial, store)
+        store.record_failure(spec, e)
+        summary.failed.append(f"{trial.label} ({spec['stage']}): {type(e).__name__}: {e}")
+        emit({"kind": "failed", "label": trial.label, "stage": spec["stage"], "error": f"{type(e).__name__}: {e}"})
+    return True
+
+
 def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache, device: str = "cpu",
-               emit: Callable[[Event], None] = lambda e: None, start: int = 0, poll: float = 0.5) -> RunSummary:
+               emit: Callable[[Event], None] = lambda e: None, poll: float = 0.5) -> RunSummary:
     """Run every trial; a trial whose next cell another worker holds is revisited later."""
     summary = RunSummary()
-    pending = trials[start:] + trials[:start]
+    pending = list(trials)
     while pending:
-        waiting = []
-        for trial in pending:
-            try:
-                run_trial(trial, store, artifacts, device, emit, summary)
-                summary.trials_done += 1
-                emit({"kind": "trial", "label": trial.label})
-            except _Blocked:
-                waiting.append(trial)
-            except KeyboardInterrupt:
-                raise
-            except CorruptRecord as e:
-                summary.failed.append(f"{trial.label}: {e} (run `naspoison verify`)")
-                emit({"kind": "failed", "label": trial.label, "error": str(e)})
-            except Exception as e:  # noqa: BLE001 - record, continue with the rest, retry next run
-                spec = _failing_spec(trial, store)
-                store.record_failure(spec, e)
-                summary.failed.append(f"{trial.label} ({spec['stage']}): {type(e).__name__}: {e}")
-                emit({"kind": "failed", "label": trial.label, "stage": spec["stage"], "error": f"{type(e).__name__}: {e}"})
+        waiting = [t for t in pending if not attempt(t, store, artifacts, device, emit, summary)]
         if waiting and len(waiting) == len(pending):
             time.sleep(poll)  # everything left is in other workers' hands
         pending = waiting
@@ -154,43 +160,53 @@ def _complete(trial: Trial, store: ResultStore) -> bool:
 
 # ----------------------------------------------------------------------------- many workers
 def _worker(args) -> RunSummary:
-    trials, store_root, artifact_dir, device, start, threads, queue = args
+    """Take trial indices from the shared queue until it is empty; a blocked trial goes to the back."""
+    import queue as q
+
     import torch
 
+    trials, store_root, artifact_dir, device, threads, tasks, events, poll = args
     torch.set_num_threads(threads)
     store = ResultStore(store_root)
     artifacts = ArtifactCache(artifact_dir)
+    summary = RunSummary()
     try:
-        return run_trials(trials, store, artifacts, device, queue.put, start=start)
+        while True:
+            try:
+                i = tasks.get_nowait()
+            except q.Empty:
+                return summary
+            if not attempt(trials[i], store, artifacts, device, events.put, summary):
+                tasks.put(i)
+                time.sleep(poll)  # its cell is being computed elsewhere; meanwhile others take the rest
     finally:
         artifacts.close()
 
 
 def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache, devices: list[str],
-                 emit: Callable[[Event], None]) -> RunSummary:
-    """One worker process per entry of ``devices`` (each cell pinned to its worker's device)."""
+                 emit: Callable[[Event], None], poll: float = 0.5) -> RunSummary:
+    """One worker process per entry of ``devices``, each cell computed on its worker's device. Trials
+    are handed out through a queue in suite order, so a long cell holds up only its own worker."""
     if len(devices) == 1:
-        return run_trials(trials, store, artifacts, devices[0], emit)
+        return run_trials(trials, store, artifacts, devices[0], emit, poll)
     ctx = mp.get_context("spawn")
     n_cpu = sum(d == "cpu" for d in devices)
     threads = max(1, (os.cpu_count() or 1) // max(1, n_cpu))
     manager = ctx.Manager()
-    queue = manager.Queue()
-    n = len(devices)
-    jobs = [(trials, str(store.root), str(artifacts.directory), dev, i * len(trials) // n, threads, queue)
-            for i, dev in enumerate(devices)]
+    tasks, events = manager.Queue(), manager.Queue()
+    for i in range(len(trials)):
+        tasks.put(i)
+    jobs = [(trials, str(store.root), str(artifacts.directory), dev, threads, tasks, events, poll) for dev in devices]
     total = RunSummary()
-    with ctx.Pool(n) as pool:
+    with ctx.Pool(len(devices)) as pool:
         result = pool.map_async(_worker, jobs)
         while not result.ready():
-            _drain(queue, emit, timeout=0.2)
-        _drain(queue, emit, timeout=0)
+            _drain(events, emit, timeout=0.2)
+        _drain(events, emit, timeout=0)
         summaries = result.get()
     manager.shutdown()
     for s in summaries:
-        total.merge(s)
-    # every worker walks every trial (finding others' cells cached), so count trials once
-    total.trials_done = max(s.trials_done for s in summaries)
+        total.merge(s)  # each trial was taken by one worker
     total.failed = sorted(set(total.failed))
     return total
 

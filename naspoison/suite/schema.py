@@ -84,6 +84,17 @@ class EvasProfile(_Strict):
                                                                  "the search and the score study use the profile's")
 
 
+class SlurmResources(_Strict):
+    """Per job-array task of ``--executor slurm`` (command-line flags override these)."""
+    partition: str | None = None
+    time_min: int = Field(24 * 60, gt=0)
+    gpus_per_task: int = Field(1, ge=0)
+    cpus_per_task: int = Field(8, gt=0)
+    mem_gb: int = Field(64, gt=0)
+    array_parallelism: int | None = Field(None, gt=0, description="tasks running at once (default: all)")
+    additional: dict[str, str] = Field(default_factory=dict, description="extra sbatch options, e.g. {account: X}")
+
+
 class Profile(_Strict):
     description: str = ""
     seeds: int = Field(gt=0, description="trials per cell: seeds 0..seeds-1")
@@ -92,6 +103,7 @@ class Profile(_Strict):
     attacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     algorithms: dict[str, dict[str, Any]] = Field(default_factory=dict)
     evas: EvasProfile = Field(default_factory=EvasProfile)
+    slurm: SlurmResources = Field(default_factory=SlurmResources)
 
 
 class SuiteModel(_Strict):
@@ -103,7 +115,7 @@ class SuiteModel(_Strict):
 def _all_field_names() -> set[str]:
     names: set[str] = set()
     for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, EvasSearchFamily, EvasEvalFamily, Profile,
-              DatasetSpec, Recipe, EvasProfile, EvasParams, ModelRecipe, GeneratorRecipe, FinetuneRecipe):
+              DatasetSpec, Recipe, EvasProfile, SlurmResources, EvasParams, ModelRecipe, GeneratorRecipe, FinetuneRecipe):
         names |= set(m.model_fields)
     return names
 

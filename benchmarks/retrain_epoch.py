@@ -1,0 +1,133 @@
+"""Retrain throughput: the product's training loop (``naspoison.train.fit``: data resident on the device,
+on-device crop/flip/cutout, bf16 autocast and channels_last on CUDA, one host sync per epoch) against
+the plain loop most NAS code uses (a torchvision-style Dataset of PIL images, CPU transforms, a
+DataLoader, ``loss.item()`` every step), same network, same recipe, same device, one run.
+
+  python benchmarks/retrain_epoch.py --npz ../shared/data/cifar10_subset.npz --out benchmarks/results/retrain_epoch_cpu.json
+      [--device cuda --channels 36 --layers 20 --batch 96 --epochs 2 --workers 2]
+
+Images/s counts training images over whole epochs (the test pass each epoch included in both loops).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from naspoison.data.augment import channel_stats
+from naspoison.data.datasets import load_dataset
+from naspoison.spaces.darts import sample_genotype
+from naspoison.train import Recipe, build_eval_network, fit, seed_everything
+
+
+class _PILDataset(torch.utils.data.Dataset):
+    def __init__(self, x, y, transform):
+        from PIL import Image
+
+        self.images = [Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im) for im in x]
+        self.y, self.transform = y, transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), int(self.y[i])
+
+
+def plain_fit(model, data, recipe: Recipe, device, workers: int) -> None:
+    """The reference: what a DataLoader + CPU-augmentation training script does, epoch for epoch."""
+    from torchvision import transforms as T
+
+    mean, std = channel_stats(data.x_train)
+    norm = T.Normalize(mean.tolist(), std.tolist())
+    train_tf = T.Compose([T.RandomCrop(data.shape[0], padding=recipe.crop_padding), T.RandomHorizontalFlip(),
+                          T.ToTensor(), norm])
+    test_tf = T.Compose([T.ToTensor(), norm])
+    train = torch.utils.data.DataLoader(_PILDataset(data.x_train, data.y_train, train_tf), batch_size=recipe.batch_size,
+                                        shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
+                                        persistent_workers=workers > 0)
+    test = torch.utils.data.DataLoader(_PILDataset(data.x_test, data.y_test, test_tf), batch_size=recipe.eval_batch_size,
+                                       num_workers=workers)
+    model = model.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs)
+    criterion = nn.CrossEntropyLoss()
+    for epoch in range(recipe.epochs):
+        model.train()
+        model.drop_path_prob = recipe.drop_path_prob * epoch / recipe.epochs
+        total = 0.0
+        for xb, yb in train:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            logits, aux = model(xb)
+            loss = criterion(logits, yb)
+            if aux is not None:
+                loss = loss + recipe.auxiliary_weight * criterion(aux, yb)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            total += loss.item()  # the usual per-step logging: a host sync every step
+        sched.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for xb, yb in test:
+                correct += (model(xb.to(device))[0].argmax(1).cpu() == yb).sum().item()
+        if not math.isfinite(total):
+            raise FloatingPointError("diverged")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--npz", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=96)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain loop")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    data = load_dataset({"name": "npz", "path": args.npz})
+    recipe = Recipe(epochs=args.epochs, batch_size=args.batch, init_channels=args.channels, layers=args.layers)
+    genotype = sample_genotype(np.random.default_rng(0))
+
+    def network():
+        seed_everything(0)
+        return build_eval_network(genotype, data, recipe)
+
+    def timed(fn) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    n = len(data.x_train) * args.epochs
+    rows = []
+    for r in range(args.repeats):  # alternated, so drift on a shared machine hits both
+        lean = timed(lambda: fit(network(), data, recipe, 0, device))
+        plain = timed(lambda: plain_fit(network(), data, recipe, device, args.workers))
+        rows.append({"lean_img_s": n / lean, "plain_img_s": n / plain, "ratio": plain / lean})
+        print(f"repeat {r}: lean {n / lean:.0f} img/s, plain {n / plain:.0f} img/s, ratio {plain / lean:.2f}x", flush=True)
+    out = {"args": vars(args), "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "n_train": len(data.x_train), "params": sum(p.numel() for p in network().parameters()), "rows": rows,
+           "median_ratio": float(np.median([r["ratio"] for r in rows]))}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"median ratio (plain time / lean time): {out['median_ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
