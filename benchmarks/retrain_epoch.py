@@ -13,47 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from plain_loader import plain_loader, timed
 from torch import nn
 
-from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import load_dataset
 from naspoison.spaces.darts import sample_genotype
 from naspoison.train import Recipe, build_eval_network, fit, seed_everything
 
 
-class _PILDataset(torch.utils.data.Dataset):
-    def __init__(self, x, y, transform):
-        from PIL import Image
-
-        self.images = [Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im) for im in x]
-        self.y, self.transform = y, transform
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return self.transform(self.images[i]), int(self.y[i])
-
-
 def plain_fit(model, data, recipe: Recipe, device, workers: int) -> None:
     """The reference: what a DataLoader + CPU-augmentation training script does, epoch for epoch."""
-    from torchvision import transforms as T
-
-    mean, std = channel_stats(data.x_train)
-    norm = T.Normalize(mean.tolist(), std.tolist())
-    train_tf = T.Compose([T.RandomCrop(data.shape[0], padding=recipe.crop_padding), T.RandomHorizontalFlip(),
-                          T.ToTensor(), norm])
-    test_tf = T.Compose([T.ToTensor(), norm])
-    train = torch.utils.data.DataLoader(_PILDataset(data.x_train, data.y_train, train_tf), batch_size=recipe.batch_size,
-                                        shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
-                                        persistent_workers=workers > 0)
-    test = torch.utils.data.DataLoader(_PILDataset(data.x_test, data.y_test, test_tf), batch_size=recipe.eval_batch_size,
-                                       num_workers=workers)
+    train = plain_loader(data.x_train, data.y_train, data.x_train, recipe.batch_size, recipe.crop_padding, True,
+                         workers, device)
+    test = plain_loader(data.x_test, data.y_test, data.x_train, recipe.eval_batch_size, 0, False, workers, device)
     model = model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs)
@@ -104,20 +80,11 @@ def main():
         seed_everything(0)
         return build_eval_network(genotype, data, recipe)
 
-    def timed(fn) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t
-
     n = len(data.x_train) * args.epochs
     rows = []
     for r in range(args.repeats):  # alternated, so drift on a shared machine hits both
-        lean = timed(lambda: fit(network(), data, recipe, 0, device))
-        plain = timed(lambda: plain_fit(network(), data, recipe, device, args.workers))
+        lean = timed(lambda: fit(network(), data, recipe, 0, device), device)
+        plain = timed(lambda: plain_fit(network(), data, recipe, device, args.workers), device)
         rows.append({"lean_img_s": n / lean, "plain_img_s": n / plain, "ratio": plain / lean})
         print(f"repeat {r}: lean {n / lean:.0f} img/s, plain {n / plain:.0f} img/s, ratio {plain / lean:.2f}x", flush=True)
     out = {"args": vars(args), "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
