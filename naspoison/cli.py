@@ -4,6 +4,7 @@
                   [--executor processes|slurm|submitit-local --tasks N --slurm-* ... --no-wait]
   naspoison report [SUITE --profile P | --trials CSV] [--out DIR]
   naspoison verify | merge SRC... | gc [--dry-run] | ls
+  naspoison draw [SUITE --profile P] [--genotype G] [--arch A] [--out DIR]
 Exit status: 0 ok, 1 failed cells or failed check, 2 bad input (suite, arguments).
 """
 from __future__ import annotations
@@ -458,6 +459,67 @@ def cmd_gc(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- draw
+def cmd_draw(args) -> int:
+    """Cell pictures: a given genotype or NB201 arch, and/or every architecture the store holds for a
+    suite profile's searches (read-only: nothing is recomputed)."""
+    import re
+
+    from naspoison.report import cells
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    if not formats or any(f not in ("png", "svg") for f in formats):
+        raise UsageError(f"--format {args.format!r}: png, svg or png,svg")
+    if not (args.genotype or args.arch or args.suite):
+        raise UsageError("draw what? give --genotype, --arch or a SUITE (with --profile)")
+    out, written = Path(args.out), []
+    try:
+        if args.genotype:
+            written += cells.draw_genotype(_genotype_arg(args.genotype), out, args.name or "genotype", formats)
+        if args.arch:
+            written += cells.draw_nb201(args.arch, out, args.name or "nb201", formats)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.suite:
+        _, trials, _ = _load(args)
+        store = ResultStore(args.store, read_only=True)
+        seen, missing = set(), 0
+        for t in trials:
+            if t.search is None or content_key(t.search) in seen:
+                continue
+            seen.add(content_key(t.search))
+            rec = store.get(t.search["stage"], content_key(t.search))
+            if rec is None:
+                missing += 1
+                continue
+            stem = re.sub(r"[^A-Za-z0-9@.=_-]+", "_", t.label)
+            if "genotype" in rec.result:
+                from naspoison.spaces.darts import Genotype
+
+                written += cells.draw_genotype(Genotype.from_dict(rec.result["genotype"]), out, stem, formats)
+            elif "arch" in rec.result:
+                written += cells.draw_nb201(rec.result["arch"], out, stem, formats)
+        if missing:
+            print(f"{missing} search(es) of profile {args.profile!r} not in {store.root} yet: not drawn")
+    for p in written:
+        print(f"wrote {p}")
+    return 0
+
+
+def _genotype_arg(value: str):
+    """A published name (darts_v2, pdarts), a JSON genotype, or a file holding one."""
+    from naspoison.spaces.darts import PUBLISHED, Genotype
+
+    if value in PUBLISHED:
+        return PUBLISHED[value]
+    text = Path(value).read_text() if Path(value).is_file() else value
+    try:
+        return Genotype.from_json(text)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise UsageError(f"--genotype {value[:60]!r}: not a published name ({', '.join(PUBLISHED)}), "
+                         f"a genotype JSON or a file holding one ({type(e).__name__}: {e})") from None
+
+
 # ----------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="naspoison", description="Audit neural architecture search under data poisoning.")
@@ -517,6 +579,18 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("-l", "--long", action="store_true")
     store_opt(ls)
     ls.set_defaults(fn=cmd_ls)
+
+    dr = sub.add_parser("draw", help="cell pictures (PNG/SVG) of a genotype, an NB201 arch, or a profile's found architectures")
+    dr.add_argument("suite", nargs="?", help="draw every architecture the store holds for this suite's profile")
+    dr.add_argument("--profile", default="demo")
+    dr.add_argument("--only")
+    dr.add_argument("--genotype", help="published name (darts_v2, pdarts), genotype JSON, or a JSON file")
+    dr.add_argument("--arch", help="an NB201 arch string")
+    dr.add_argument("--name", help="file stem for --genotype / --arch")
+    dr.add_argument("--format", default="png,svg")
+    dr.add_argument("--out", default="cells", help="output folder (default: cells)")
+    store_opt(dr)
+    dr.set_defaults(fn=cmd_draw)
     return ap
 
 

@@ -62,7 +62,7 @@ def models():
     # digits upsampled to 16x16 (each pixel a 2x2 block): at 8x8 a 3x3 patch is as large as the masks that
     # turn one digit into another, so Neural Cleanse could not tell them apart whatever its seed
     digits = load_dataset({"name": "digits"})
-    up = lambda x: np.repeat(np.repeat(x, 2, 1), 2, 2)  # noqa: E731
+    up = lambda x: np.repeat(np.repeat(x, 2, 1), 2, 2)
     clean_data = replace(digits, x_train=up(digits.x_train), x_test=up(digits.x_test))
     return clean_data, _train(clean_data, 0.1), _train(clean_data, 0.0)
 

@@ -49,7 +49,7 @@ def test_compiled_training_step_gives_the_eager_numbers(digits, monkeypatch):
     and hence the numbers are the eager ones; inductor is what a GPU run would use)."""
     import torch
 
-    import naspoison.train as train
+    from naspoison import train
 
     g = sample_genotype(np.random.default_rng(0))
     eager = train_genotype(g, digits, TINY, seed=3)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from naspoison.run.executor import RunSummary, run_trials
+from naspoison.run.executor import RunSummary, run_parallel
 from naspoison.store import ArtifactCache, ResultStore
 from naspoison.suite.expand import Trial, shard
 
@@ -22,18 +22,19 @@ def groups(trials: list[Trial], n: int) -> list[list[Trial]]:
 
 
 def run_group(trials: list[Trial], store_root: str, artifact_dir: str, poll: float = 5.0) -> dict:
-    """One array task: every trial of its group on this task's device (its first visible GPU, else CPU)."""
+    """One array task: every trial of its group, one queue worker per GPU the task was given (else the CPU)."""
     import torch
 
-    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    n = torch.cuda.device_count()
+    devices = [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
     artifacts = ArtifactCache(artifact_dir)
     try:
-        summary = run_trials(trials, ResultStore(store_root), artifacts, device, poll=poll,
-                             emit=lambda e: print(_line(e), flush=True) if e["kind"] != "trial" else None)
+        summary = run_parallel(trials, ResultStore(store_root), artifacts, devices, poll=poll,
+                               emit=lambda e: print(_line(e), flush=True) if e["kind"] != "trial" else None)
     finally:
         artifacts.close()
     return {"computed": summary.computed, "failed": summary.failed, "trials_done": summary.trials_done,
-            "device": device}
+            "device": ",".join(devices)}
 
 
 def _line(e: dict) -> str:
