@@ -55,6 +55,10 @@ def _report_for(trials, store: ResultStore):
         from naspoison.report.evas import evas_table
 
         report["evas"] = evas_table(col.evas, col.evas_searches, col.evas_study, col.evas_defenses)
+    if col.sensitivity:
+        from naspoison.report.sensitivity import sensitivity_section
+
+        report["sensitivity"] = sensitivity_section(col.sensitivity)
     return col, report
 
 
@@ -230,7 +234,7 @@ class _Progress:
 def _plan(args, trials, skipped, store: ResultStore) -> int:
     from naspoison.suite.expand import EvasTrial
 
-    stages_order = ("poison", "search", "train", "evas_search", "evas_score", "backdoor", "scenario", "defense")
+    stages_order = ("poison", "search", "train", "evas_search", "evas_score", "backdoor", "scenario", "defense", "metrics")
     cells: dict[str, dict[str, str]] = {}
     kind: dict[str, str] = {}  # cell key -> its cost class (see _cost_class)
     users: dict[str, int] = {}

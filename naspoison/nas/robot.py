@@ -154,7 +154,7 @@ def bo_search(z: np.ndarray, evaluate: Callable[[int], float], p: RoBoTParams, s
 
 
 # ----------------------------------------------------------------------------- the search
-class _Logits(nn.Module):
+class Logits(nn.Module):
     """An EvalNetwork seen as x -> logits (metrics take a plain classifier)."""
 
     def __init__(self, net: EvalNetwork):
@@ -197,7 +197,7 @@ class RoBoT:
         values = np.empty((len(pool), len(params.metrics)))
         for i, g in enumerate(pool):
             torch.manual_seed(int(rng.integers(2**62)))  # each network's init is its own seeded draw
-            net = _Logits(EvalNetwork(g, params.metric_channels, params.metric_layers, data.num_classes, in_channels=c,
+            net = Logits(EvalNetwork(g, params.metric_channels, params.metric_layers, data.num_classes, in_channels=c,
                                       auxiliary=False, image_size=h)).to(device)
             values[i] = list(compute_metrics(net, x, y, params.metrics).values())
             if (i + 1) % max(1, len(pool) // 10) == 0:

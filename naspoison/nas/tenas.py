@@ -117,6 +117,18 @@ def to_genotype(alive: dict[str, np.ndarray]) -> Genotype:
     return Genotype(cells["normal"], concat, cells["reduce"], concat)
 
 
+def alive_of(genotype: Genotype) -> dict[str, np.ndarray]:
+    """The supernet mask of a genotype (the inverse of :func:`to_genotype`): its op on its edges,
+    every other edge removed."""
+    out = {}
+    for kind in KINDS:
+        alive = np.zeros((len(EDGES), len(OPS)), dtype=bool)
+        for j, (op, inp) in enumerate(getattr(genotype, kind)):
+            alive[EDGES.index((N_INPUTS + j // 2, inp)), OPS.index(op)] = True
+        out[kind] = alive
+    return out
+
+
 # ----------------------------------------------------------------------------- networks and inputs
 def _kaiming(model: nn.Module, mode: str) -> None:
     for m in model.modules():
@@ -129,7 +141,7 @@ def _kaiming(model: nn.Module, mode: str) -> None:
             nn.init.zeros_(m.bias)
 
 
-class _Probe:
+class Probe:
     """The two proxy networks and the inputs of one repeat; measures (κ, regions) of a mask."""
 
     def __init__(self, data: ImageData, p: TENASParams, rng: np.random.Generator, device: torch.device,
@@ -221,7 +233,7 @@ class TENAS:
                rng: np.random.Generator, device: torch.device,
                stats: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
         """Mean relative changes of κ and regions over the repeats for removing each candidate."""
-        probe = _Probe(data, p, rng, device, stats)  # fresh weights every round (the reference's behaviour)
+        probe = Probe(data, p, rng, device, stats)  # fresh weights every round (the reference's behaviour)
         d_ntk = np.zeros(len(cands))
         d_reg = np.zeros(len(cands))
         parents = []

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from naspoison.report.analysis import TrialAccuracy
 from naspoison.store import CorruptRecord, ResultStore, content_key
-from naspoison.suite.expand import EvasTrial, Trial
+from naspoison.suite.expand import EvasTrial, SensitivityTrial, Trial
 
 
 @dataclass
@@ -20,6 +20,7 @@ class Collected:
     evas_searches: list[dict] = field(default_factory=list)   # what each Evas search found
     evas_study: dict[str, list[dict]] = field(default_factory=dict)  # study kind -> {arch, score[, acc, asr]}
     evas_defenses: list[dict] = field(default_factory=list)   # row, dataset, seed, defense, its result
+    sensitivity: list[dict] = field(default_factory=list)     # attack, budget, metric cell result
 
 
 def collect(trials: list[Trial], store: ResultStore) -> Collected:
@@ -51,6 +52,10 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
         out.train_keys |= {content_key(c) for c in cells}
         results = [get(c, t.label) for c in cells]
         trained = results[-1]
+        if isinstance(t, SensitivityTrial):
+            if trained is not None:
+                out.sensitivity.append({"attack": t.attack, "budget": t.budget, "result": trained.result})
+            continue
         if isinstance(t, EvasTrial):
             if found is not None and t.family == "evas_search":
                 r = found.result

@@ -81,9 +81,11 @@ def to_csv(report: dict) -> str:
 
 
 def _evas_md(report: dict) -> list[str]:
-    from naspoison.report import evas
+    """The sections after the poisoning table: Evas, metric sensitivity."""
+    from naspoison.report import evas, sensitivity
 
-    return evas.markdown_lines(report["evas"]) if "evas" in report else []
+    return ((evas.markdown_lines(report["evas"]) if "evas" in report else [])
+            + (sensitivity.markdown_lines(report["sensitivity"]) if "sensitivity" in report else []))
 
 
 def to_markdown(report: dict) -> str:
@@ -109,9 +111,7 @@ def to_markdown(report: dict) -> str:
 
 def to_latex(report: dict) -> str:
     if "algorithms" not in report:
-        from naspoison.report import evas
-
-        return "\n".join(evas.latex_lines(report["evas"])) + "\n"
+        return "\n".join(_extra_latex(report)).lstrip() + "\n"
     algs = report["algorithms"]
 
     def tex(s: str) -> str:
@@ -134,11 +134,14 @@ def to_latex(report: dict) -> str:
                 cells += [mark(tex(_acc(r)), _sig(r)), mark(_dimp(r), _sig(r))]
         out.append(f"{tex(attack_title(attack))} & {tex(_budget(budget))} & " + " & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
-    if "evas" in report:
-        from naspoison.report import evas
+    return "\n".join(out + _extra_latex(report)) + "\n"
 
-        out += [""] + evas.latex_lines(report["evas"])
-    return "\n".join(out) + "\n"
+
+def _extra_latex(report: dict) -> list[str]:
+    from naspoison.report import evas, sensitivity
+
+    out = [""] + evas.latex_lines(report["evas"]) if "evas" in report else []
+    return out + ([""] + sensitivity.latex_lines(report["sensitivity"]) if "sensitivity" in report else [])
 
 
 def _evas_console(t: dict) -> list:
@@ -164,6 +167,10 @@ def to_console(report: dict, title: str = "Robustness of NAS to data poisoning")
     parts = [_poisoning_console(report, title)] if "algorithms" in report else []
     if "evas" in report:
         parts += _evas_console(report["evas"])
+    if "sensitivity" in report:
+        from naspoison.report.sensitivity import console_table
+
+        parts.append(console_table(report["sensitivity"]))
     return Group(*parts)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from naspoison.run import stages
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
-from naspoison.suite.expand import EvasTrial, Trial
+from naspoison.suite.expand import EvasTrial, SensitivityTrial, Trial
 
 Event = dict  # {"kind": "done"|"failed"|"cached", "stage", "label", "key", "seconds", "error"?}
 
@@ -79,6 +79,14 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
             else:
                 compute = (lambda d, s=spec: stages.compute_evas_score(s, ds, artifacts, d))
             _ensure(store, spec, compute, device, label, emit, summary)
+        return
+    if isinstance(trial, SensitivityTrial):
+        if trial.poison is not None:
+            _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d, store, log),
+                    device, label, emit, summary)
+        _ensure(store, trial.cell,
+                lambda d: stages.compute_metric_cell(trial.cell, trial.poison, ds, artifacts, d, log, store),
+                device, label, emit, summary)
         return
     for needed in trial.requires:  # a NAS-aware attack's victim: the clean trials of its algorithm
         run_trial(needed, store, artifacts, device, emit, summary)

@@ -22,7 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
-VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2"}
+VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1"}
 SPACE = "darts"
 
 
@@ -81,6 +81,12 @@ def scenario_spec(scenario: str, fraction: float | None, finetune: dict, seed: i
 def defense_spec(defense: str, params: dict, backdoor: dict) -> dict:
     """A backdoor defense run on a backdoor cell's model (the generator is only used to score it)."""
     return _spec("defense", {"defense": defense, "defense_params": params}, {"backdoor": content_key(backdoor)})
+
+
+def metrics_spec(params: dict, dataset: dict, poison: dict | None) -> dict:
+    """Training-free metrics of the metric-sensitivity architectures on a clean or poisoned training set."""
+    return _spec("metrics", {"analysis_params": params, "dataset": dataset_identity(dataset)},
+                 {"poison": content_key(poison) if poison else None})
 
 
 # ----------------------------------------------------------------------------- computing
@@ -157,6 +163,14 @@ def compute_search(spec: dict, poison: dict | None, dataset: dict, artifacts: Ar
         out = alg.search(data, params, p["seed"], device=device, log=log)
     Genotype.from_dict(out["genotype"])  # an algorithm must return a valid genotype
     return out
+
+
+def compute_metric_cell(spec: dict, poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str,
+                        log=None, store: ResultStore | None = None) -> dict:
+    from naspoison.analyses.sensitivity import SensitivityParams, metric_values
+
+    params = SensitivityParams.model_validate_json(json.dumps(spec["params"]["analysis_params"]))
+    return metric_values(poisoned_data(poison, dataset, artifacts, device, store), params, device, log)
 
 
 def train_model(spec: dict, dataset: dict, device: str):

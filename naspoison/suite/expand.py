@@ -128,6 +128,50 @@ class EvasTrial:
                 "algorithm": self.algorithm, "seed": self.seed}
 
 
+@dataclass(frozen=True)
+class SensitivityTrial:
+    """A metric-sensitivity cell (the poisoning paper's Table 2): the training-free metrics of the
+    analysis's random architectures on the clean set (attack none) or one attack's poisoned set."""
+
+    family: str
+    attack: str
+    budget: float | None
+    poison: dict | None = field(repr=False)
+    cell: dict = field(repr=False)
+    dataset: dict = field(repr=False)
+    algorithm: str = "metrics"
+    seed: int = 0
+    search: None = None
+    requires: tuple = ()
+
+    @property
+    def label(self) -> str:
+        row = self.attack if self.budget is None else f"{self.attack}@{self.budget:g}"
+        return f"{self.family}/{row}"
+
+    def after_search(self, found: None) -> list[dict]:
+        return [self.cell]
+
+    def fields(self) -> dict:
+        return {"family": self.family, "attack": self.attack, "budget": self.budget,
+                "algorithm": self.algorithm, "seed": self.seed}
+
+
+def expand_sensitivity(fam, prof, dataset: dict, att_params) -> list[SensitivityTrial]:
+    f = fam.metric_sensitivity
+    if f is None:
+        return []
+    params = prof.sensitivity.model_dump()
+    out = [SensitivityTrial("metric_sensitivity", NO_ATTACK, None, None, stages.metrics_spec(params, dataset, None),
+                            dataset)]
+    for attack in f.attacks:
+        # the same poisoned set as the poisoning family's row at this budget (one cell, shared)
+        poison = stages.poison_spec(dataset, attack, f.budget, att_params(attack), f.poison_seed)
+        out.append(SensitivityTrial("metric_sensitivity", attack, f.budget, poison,
+                                    stages.metrics_spec(params, dataset, poison), dataset))
+    return out
+
+
 def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
     import numpy as np
 
@@ -245,6 +289,7 @@ def expand(suite: Suite, profile_name: str) -> Expansion:
         for seed in seeds:
             trials.append(Trial("random_baseline", NO_ATTACK, None, alg, seed, None,
                                 stages.search_spec(alg, alg_params(alg), dataset, seed, None), dataset, recipe))
+    trials += expand_sensitivity(fam, prof, dataset, att_params)
     trials += expand_evas(fam, prof, dataset)
     return Expansion(trials, sorted(set(skipped)))
 

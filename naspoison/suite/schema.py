@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from naspoison.analyses.sensitivity import SensitivityParams
 from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.backdoor.attack import GeneratorRecipe
 from naspoison.backdoor.evaluate import ModelRecipe
@@ -62,9 +63,18 @@ class EvasEvalFamily(_Strict):
     defenses: list[str] = Field(default_factory=list, description="backdoor defenses (Evas Tables 4-5)")
 
 
+class MetricSensitivityFamily(_Strict):
+    """Paper Table 2: the training-free metrics of random architectures, clean vs each attack at one budget."""
+
+    attacks: list[str] = Field(min_length=1)
+    budget: float = 0.5
+    poison_seed: int = Field(0, description="the poisoning family's seed shares its poisoned sets")
+
+
 class Families(_Strict):
     poisoning: PoisoningFamily | None = None
     random_baseline: RandomBaselineFamily | None = None
+    metric_sensitivity: MetricSensitivityFamily | None = None
     evas_search: EvasSearchFamily | None = None
     evas_eval: EvasEvalFamily | None = None
 
@@ -104,6 +114,7 @@ class Profile(_Strict):
     algorithms: dict[str, dict[str, Any]] = Field(default_factory=dict)
     evas: EvasProfile = Field(default_factory=EvasProfile)
     slurm: SlurmResources = Field(default_factory=SlurmResources)
+    sensitivity: SensitivityParams = Field(default_factory=SensitivityParams)
 
 
 class SuiteModel(_Strict):
@@ -114,7 +125,7 @@ class SuiteModel(_Strict):
 
 def _all_field_names() -> set[str]:
     names: set[str] = set()
-    for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, EvasSearchFamily, EvasEvalFamily, Profile,
+    for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, MetricSensitivityFamily, SensitivityParams, EvasSearchFamily, EvasEvalFamily, Profile,
               DatasetSpec, Recipe, EvasProfile, SlurmResources, EvasParams, ModelRecipe, GeneratorRecipe, FinetuneRecipe):
         names |= set(m.model_fields)
     return names
@@ -207,6 +218,17 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
             out.append((at + ("budgets",), "a budget is listed twice"))
         used_attacks = {a for a in p.attacks if a != NO_ATTACK}
         used_algorithms = set(p.algorithms)
+    if fam.metric_sensitivity:
+        ms, at = fam.metric_sensitivity, ("families", "metric_sensitivity")
+        for i, a in enumerate(ms.attacks):
+            if a not in ATTACKS:
+                out.append((at + ("attacks", i), f"unknown attack {a!r}{did_you_mean(a, ATTACKS)}"))
+            elif getattr(ATTACKS[a], "targets_algorithm", False):
+                out.append((at + ("attacks", i), f"{a!r} makes one poisoned set per victim algorithm; the metrics "
+                                                 "of random architectures have no victim"))
+            used_attacks.add(a)
+        if not 0 < ms.budget <= 1:
+            out.append((at + ("budget",), f"budget {ms.budget} is outside (0, 1]"))
     if fam.random_baseline:
         alg = fam.random_baseline.algorithm
         if alg not in ALGORITHMS:
