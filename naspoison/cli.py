@@ -55,6 +55,10 @@ def _report_for(trials, store: ResultStore):
         from naspoison.report.evas import evas_table
 
         report["evas"] = evas_table(col.evas, col.evas_searches, col.evas_study, col.evas_defenses)
+    if col.ood:
+        from naspoison.report.ood import ood_section
+
+        report["ood"] = ood_section(col.ood, col.baseline, trials)
     if col.sensitivity:
         from naspoison.report.sensitivity import sensitivity_section
 

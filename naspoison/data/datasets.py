@@ -25,6 +25,8 @@ class DatasetSpec(BaseModel):
     train_size: int | None = Field(default=None, gt=0)
     test_size: int | None = Field(default=None, gt=0)
     subset_seed: int = 0
+    resize: list[int] | None = Field(default=None, min_length=3, max_length=3,
+                                     description="bring images to [H, W, C] (out-of-distribution search)")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,29 @@ def make_image_data(name, x_train, y_train, x_test, y_test, num_classes=None) ->
     return ImageData(name, x_train, y_train, x_test, y_test, k)
 
 
+def to_shape(data: ImageData, shape: tuple[int, int, int] | list[int]) -> ImageData:
+    """Images brought to ``[H, W, C]``: bilinear resize (antialiased when shrinking), grey to colour by
+    repeating the channel, colour to grey by ITU-R 601 luma; labels unchanged."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w, c = (int(v) for v in shape)
+    if h <= 0 or w <= 0 or c not in (1, 3):
+        raise ValueError(f"resize {list(shape)}: need positive H, W and 1 or 3 channels")
+
+    def convert(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+        if t.shape[2:] != (h, w):
+            t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        if t.shape[1] == 1 and c == 3:
+            t = t.expand(-1, 3, -1, -1)
+        elif t.shape[1] == 3 and c == 1:
+            t = (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return np.ascontiguousarray(t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+
+    return replace(data, x_train=convert(data.x_train), x_test=convert(data.x_test))
+
+
 # ----------------------------------------------------------------------------- loaders
 def _digits(spec: DatasetSpec) -> ImageData:
     """scikit-learn's bundled 8x8 digits (grey 0..16 -> 0..255), a fixed stratified 80/20 split."""
@@ -72,6 +97,24 @@ def _digits(spec: DatasetSpec) -> ImageData:
     x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
     xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, stratify=d.target, random_state=0)
     return make_image_data("digits", xtr, ytr, xte, yte, 10)
+
+
+def _photo_patches(spec: DatasetSpec) -> ImageData:
+    """32x32 patches (stride 16) of the two photographs bundled with scikit-learn (china.jpg, flower.jpg):
+    class = photograph × one of five vertical bands, 10 classes, a seeded 80/20 split. Natural colour
+    images that need no download: the demo's out-of-distribution search source, nothing more."""
+    from sklearn.datasets import load_sample_images
+    from sklearn.model_selection import train_test_split
+
+    xs, ys = [], []
+    for k, img in enumerate(load_sample_images().images):
+        height, width, _ = img.shape
+        for top in range(0, height - 32 + 1, 16):
+            for left in range(0, width - 32 + 1, 16):
+                xs.append(img[top:top + 32, left:left + 32])
+                ys.append(5 * k + (left + 16) * 5 // width)
+    xtr, xte, ytr, yte = train_test_split(np.stack(xs), np.array(ys), test_size=0.2, stratify=ys, random_state=0)
+    return make_image_data("photo_patches", xtr, ytr, xte, yte, 10)
 
 
 def _torchvision(cls_name: str, split_kw: Callable[[bool], dict]) -> Callable[[DatasetSpec], ImageData]:
@@ -153,6 +196,7 @@ def _imagenet16_120(spec: DatasetSpec) -> ImageData:
 
 DATASETS: dict[str, Callable[[DatasetSpec], ImageData]] = {
     "digits": _digits,
+    "photo_patches": _photo_patches,
     "cifar10": _torchvision("CIFAR10", lambda train: {"train": train}),
     "cifar100": _torchvision("CIFAR100", lambda train: {"train": train}),
     "mnist": _torchvision("MNIST", lambda train: {"train": train}),
@@ -184,6 +228,7 @@ def load_dataset(spec: DatasetSpec | dict) -> ImageData:
         rng = np.random.default_rng(spec.subset_seed)
         xtr, ytr = _subset(data.x_train, data.y_train, spec.train_size, rng)
         xte, yte = _subset(data.x_test, data.y_test, spec.test_size, rng)
-        _CACHE[memo] = replace(data, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+        data = replace(data, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+        _CACHE[memo] = to_shape(data, spec.resize) if spec.resize else data
     return _CACHE[memo]
 

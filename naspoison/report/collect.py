@@ -21,6 +21,7 @@ class Collected:
     evas_study: dict[str, list[dict]] = field(default_factory=dict)  # study kind -> {arch, score[, acc, asr]}
     evas_defenses: list[dict] = field(default_factory=list)   # row, dataset, seed, defense, its result
     sensitivity: list[dict] = field(default_factory=list)     # attack, budget, metric cell result
+    ood: list[TrialAccuracy] = field(default_factory=list)    # attack = the search dataset (none: in-distribution)
 
 
 def collect(trials: list[Trial], store: ResultStore) -> Collected:
@@ -81,6 +82,8 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
         acc = 100.0 * trained.result["test_acc"]
         if t.family == "random_baseline":
             out.baseline.append(acc)
+        elif t.family == "ood_search":
+            out.ood.append(TrialAccuracy(t.attack, t.budget, t.algorithm, t.seed, acc))
         else:
             out.accuracies.append(TrialAccuracy(t.attack, t.budget, t.algorithm, t.seed, acc))
     return out

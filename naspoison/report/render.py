@@ -81,10 +81,11 @@ def to_csv(report: dict) -> str:
 
 
 def _evas_md(report: dict) -> list[str]:
-    """The sections after the poisoning table: Evas, metric sensitivity."""
-    from naspoison.report import evas, sensitivity
+    """The sections after the poisoning table: Evas, out-of-distribution search, metric sensitivity."""
+    from naspoison.report import evas, ood, sensitivity
 
     return ((evas.markdown_lines(report["evas"]) if "evas" in report else [])
+            + (ood.markdown_lines(report["ood"]) if "ood" in report else [])
             + (sensitivity.markdown_lines(report["sensitivity"]) if "sensitivity" in report else []))
 
 
@@ -138,9 +139,10 @@ def to_latex(report: dict) -> str:
 
 
 def _extra_latex(report: dict) -> list[str]:
-    from naspoison.report import evas, sensitivity
+    from naspoison.report import evas, ood, sensitivity
 
     out = [""] + evas.latex_lines(report["evas"]) if "evas" in report else []
+    out += [""] + ood.latex_lines(report["ood"]) if "ood" in report else []
     return out + ([""] + sensitivity.latex_lines(report["sensitivity"]) if "sensitivity" in report else [])
 
 
@@ -167,6 +169,10 @@ def to_console(report: dict, title: str = "Robustness of NAS to data poisoning")
     parts = [_poisoning_console(report, title)] if "algorithms" in report else []
     if "evas" in report:
         parts += _evas_console(report["evas"])
+    if "ood" in report:
+        from naspoison.report import ood
+
+        parts.append(ood.console_table(report["ood"]))
     if "sensitivity" in report:
         from naspoison.report.sensitivity import console_table
 

@@ -93,8 +93,9 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
     if trial.poison is not None:
         _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d, store, log),
                 device, label, emit, summary)
+    sds = trial.search_dataset or ds  # an out-of-distribution search reads another dataset
     found = _ensure(store, trial.search,
-                    lambda d: stages.compute_search(trial.search, trial.poison, ds, artifacts, d, log, store),
+                    lambda d: stages.compute_search(trial.search, trial.poison, sds, artifacts, d, log, store),
                     device, label, emit, summary)
     tspec = trial.train_spec(found)
     _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d, artifacts), device, label, emit, summary)

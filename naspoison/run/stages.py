@@ -29,7 +29,8 @@ SPACE = "darts"
 def dataset_identity(dataset: dict) -> dict:
     """The part of a dataset spec that decides the data (not where it lives on this machine)."""
     keep = ("name", "train_size", "test_size", "subset_seed") + (("path",) if dataset["name"] == "npz" else ())
-    return {k: dataset[k] for k in keep}
+    # resize only when set: cells of unresized datasets keep the keys they had before it existed
+    return {k: dataset[k] for k in keep} | ({"resize": list(dataset["resize"])} if dataset.get("resize") else {})
 
 
 def _spec(stage: str, params: dict, upstream: dict) -> dict:

@@ -7,7 +7,7 @@ recipe and seed are trained once (the train key holds the genotype itself, not t
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.nas import ALGORITHMS
@@ -29,6 +29,7 @@ class Trial:
     dataset: dict = field(repr=False)         # full dataset spec (with root) for loading
     recipe: dict = field(repr=False)
     requires: tuple[Trial, ...] = field(default=(), repr=False)  # trials whose cells this one consumes
+    search_dataset: dict | None = field(default=None, repr=False)  # where the search runs, if not ``dataset``
 
     @property
     def label(self) -> str:
@@ -289,6 +290,17 @@ def expand(suite: Suite, profile_name: str) -> Expansion:
         for seed in seeds:
             trials.append(Trial("random_baseline", NO_ATTACK, None, alg, seed, None,
                                 stages.search_spec(alg, alg_params(alg), dataset, seed, None), dataset, recipe))
+    if fam.ood_search:
+        # paper Table 3: search on each out-of-distribution set brought to the target shape, retrain on the
+        # profile's dataset; the in-distribution row is the poisoning family's clean search (one cell, shared)
+        for alg in fam.ood_search.algorithms:
+            for seed in seeds:
+                trials.append(replace(clean_trial(alg, seed), family="ood_search"))
+                for ds in prof.ood.datasets:
+                    sds = {**ds.model_dump(), "resize": prof.ood.shape or ds.resize}
+                    trials.append(Trial("ood_search", ds.name, None, alg, seed, None,
+                                        stages.search_spec(alg, alg_params(alg), sds, seed, None), dataset, recipe,
+                                        search_dataset=sds))
     trials += expand_sensitivity(fam, prof, dataset, att_params)
     trials += expand_evas(fam, prof, dataset)
     return Expansion(trials, sorted(set(skipped)))

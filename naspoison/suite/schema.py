@@ -71,10 +71,24 @@ class MetricSensitivityFamily(_Strict):
     poison_seed: int = Field(0, description="the poisoning family's seed shares its poisoned sets")
 
 
+class OodSearchFamily(_Strict):
+    """Paper Table 3: search on out-of-distribution datasets (the profile's ``ood``), retrain on the profile's."""
+
+    algorithms: list[str] = Field(min_length=1)
+
+
+class OodProfile(_Strict):
+    """The out-of-distribution search sources of a profile, brought to ``shape`` (the target's [H, W, C])."""
+
+    datasets: list[DatasetSpec] = Field(default_factory=list)
+    shape: list[int] | None = Field(None, min_length=3, max_length=3, description="[H, W, C] of the target images")
+
+
 class Families(_Strict):
     poisoning: PoisoningFamily | None = None
     random_baseline: RandomBaselineFamily | None = None
     metric_sensitivity: MetricSensitivityFamily | None = None
+    ood_search: OodSearchFamily | None = None
     evas_search: EvasSearchFamily | None = None
     evas_eval: EvasEvalFamily | None = None
 
@@ -115,6 +129,7 @@ class Profile(_Strict):
     evas: EvasProfile = Field(default_factory=EvasProfile)
     slurm: SlurmResources = Field(default_factory=SlurmResources)
     sensitivity: SensitivityParams = Field(default_factory=SensitivityParams)
+    ood: OodProfile = Field(default_factory=OodProfile)
 
 
 class SuiteModel(_Strict):
@@ -125,7 +140,8 @@ class SuiteModel(_Strict):
 
 def _all_field_names() -> set[str]:
     names: set[str] = set()
-    for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, MetricSensitivityFamily, SensitivityParams, EvasSearchFamily, EvasEvalFamily, Profile,
+    for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, MetricSensitivityFamily, SensitivityParams,
+              OodSearchFamily, OodProfile, EvasSearchFamily, EvasEvalFamily, Profile,
               DatasetSpec, Recipe, EvasProfile, SlurmResources, EvasParams, ModelRecipe, GeneratorRecipe, FinetuneRecipe):
         names |= set(m.model_fields)
     return names
@@ -229,6 +245,22 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
             used_attacks.add(a)
         if not 0 < ms.budget <= 1:
             out.append((at + ("budget",), f"budget {ms.budget} is outside (0, 1]"))
+    if fam.ood_search:
+        for i, a in enumerate(fam.ood_search.algorithms):
+            if a not in ALGORITHMS:
+                out.append((("families", "ood_search", "algorithms", i), f"unknown name {a!r}{did_you_mean(a, ALGORITHMS)}"))
+            used_algorithms.add(a)
+        for pname, prof in m.profiles.items():
+            if not prof.ood.datasets:
+                out.append((("profiles", pname), "the ood_search family needs ood.datasets (the search sources) "
+                                                 "in every profile"))
+            for i, ds in enumerate(prof.ood.datasets):
+                if ds.name not in DATASETS:
+                    out.append((("profiles", pname, "ood", "datasets", i, "name"),
+                                f"unknown dataset {ds.name!r}{did_you_mean(ds.name, DATASETS)}"))
+            shape = prof.ood.shape
+            if shape is not None and (min(shape[:2]) <= 0 or shape[2] not in (1, 3)):
+                out.append((("profiles", pname, "ood", "shape"), f"{shape}: need [H, W, C] with C 1 or 3"))
     if fam.random_baseline:
         alg = fam.random_baseline.algorithm
         if alg not in ALGORITHMS:
