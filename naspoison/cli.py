@@ -75,10 +75,13 @@ def _write_reports(report: dict, out: Path) -> list[Path]:
         p = out / f"report.{ext}"
         p.write_text(fn(report), encoding="utf-8")
         paths.append(p)
-    from naspoison.report.plots import score_vs_attack
+    from naspoison.report import plots
 
-    picture = score_vs_attack(report, out / "evas_score_vs_attack.png")  # None without matplotlib or a study
-    return paths + ([picture] if picture else [])
+    # each is None without matplotlib or without its section in the report
+    pictures = [plots.score_vs_attack(report, out / "evas_score_vs_attack.png"),
+                plots.delta_imp(report, out / "delta_imp.png"),
+                plots.metric_sensitivity(report, out / "metric_sensitivity.png")]
+    return paths + [p for p in pictures if p]
 
 
 # ----------------------------------------------------------------------------- bench

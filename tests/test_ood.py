@@ -78,6 +78,7 @@ def test_ood_family_searches_on_the_source_and_retrains_on_the_target(tmp_path):
     assert report["ood"]["corrections"]["tenas"]["n_tests"] == 1
     md = (tmp_path / "reports/tiny/report.md").read_text()
     assert "## Out-of-distribution search" in md and "| digits (in-distribution) |" in md
+    assert (tmp_path / "reports/tiny/delta_imp.png").read_bytes()[:4] == b"\x89PNG"
     check = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--check")
     assert check.returncode == 0, check.stdout
 

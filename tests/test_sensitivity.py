@@ -110,6 +110,7 @@ def test_family_runs_shares_the_poisoned_set_and_reports(tmp_path):
     assert all(rows["random_label_flip"][m]["mean"] == 0.0 for m in LABEL_FREE)
     md = (tmp_path / "reports/tiny/report.md").read_text()
     assert "## Sensitivity of training-free metrics" in md and "| Random label-flipping (50%) | 0.00 ± 0.00%" in md
+    assert (tmp_path / "reports/tiny/metric_sensitivity.png").read_bytes()[:4] == b"\x89PNG"
     again = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--check")
     assert again.returncode == 0, again.stdout
 
