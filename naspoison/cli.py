@@ -55,6 +55,10 @@ def _report_for(trials, store: ResultStore):
         from naspoison.report.evas import evas_table
 
         report["evas"] = evas_table(col.evas, col.evas_searches, col.evas_study, col.evas_defenses)
+    if col.defended:
+        from naspoison.report.defended import defended_section
+
+        report["defended"] = defended_section(col.defended, col.accuracies, col.baseline)
     if col.ood:
         from naspoison.report.ood import ood_section
 
@@ -241,7 +245,7 @@ class _Progress:
 def _plan(args, trials, skipped, store: ResultStore) -> int:
     from naspoison.suite.expand import EvasTrial
 
-    stages_order = ("poison", "search", "train", "evas_search", "evas_score", "backdoor", "scenario", "defense", "metrics")
+    stages_order = ("poison", "sanitize", "search", "train", "evas_search", "evas_score", "backdoor", "scenario", "defense", "metrics")
     cells: dict[str, dict[str, str]] = {}
     kind: dict[str, str] = {}  # cell key -> its cost class (see _cost_class)
     users: dict[str, int] = {}
@@ -255,8 +259,9 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
         return k
 
     for t in trials:
-        if t.poison is not None:
-            note(t.poison)
+        for upstream in (t.poison, getattr(t, "sanitize", None)):
+            if upstream is not None:
+                note(upstream)
         rec = None
         if t.search is not None:
             k = note(t.search)
@@ -462,7 +467,7 @@ def cmd_gc(args) -> int:
         referenced: set[str] = set()
         for prof in suite.model.profiles:
             trials = expand(suite, prof).trials
-            referenced |= {content_key(s) for t in trials for s in (t.poison, t.search) if s}  # backdoor cells: train_keys
+            referenced |= {content_key(s) for t in trials for s in (t.poison, getattr(t, "sanitize", None), t.search) if s}  # backdoor cells: train_keys
             referenced |= collect(trials, ResultStore(args.store, read_only=True)).train_keys
         for path in store.iter_files():
             if path.stem not in referenced:

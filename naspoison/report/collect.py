@@ -22,6 +22,7 @@ class Collected:
     evas_defenses: list[dict] = field(default_factory=list)   # row, dataset, seed, defense, its result
     sensitivity: list[dict] = field(default_factory=list)     # attack, budget, metric cell result
     ood: list[TrialAccuracy] = field(default_factory=list)    # attack = the search dataset (none: in-distribution)
+    defended: list[dict] = field(default_factory=list)        # defense, attack, budget, algorithm, seed, accuracy
 
 
 def collect(trials: list[Trial], store: ResultStore) -> Collected:
@@ -43,8 +44,9 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
         return rec
 
     for t in trials:
-        if t.poison is not None:
-            get(t.poison, t.label)
+        for upstream in (t.poison, getattr(t, "sanitize", None)):
+            if upstream is not None:
+                get(upstream, t.label)
         found = get(t.search, t.label) if t.search is not None else None
         if t.search is not None and found is None:
             out.missing.append(f"{'backdoor' if isinstance(t, EvasTrial) else 'train'} (after search) {t.label}")
@@ -82,6 +84,9 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
         acc = 100.0 * trained.result["test_acc"]
         if t.family == "random_baseline":
             out.baseline.append(acc)
+        elif t.family == "defended_search":
+            out.defended.append({"defense": t.defense, "attack": t.attack, "budget": t.budget,
+                                 "algorithm": t.algorithm, "seed": t.seed, "accuracy": acc})
         elif t.family == "ood_search":
             out.ood.append(TrialAccuracy(t.attack, t.budget, t.algorithm, t.seed, acc))
         else:

@@ -82,9 +82,10 @@ def to_csv(report: dict) -> str:
 
 def _evas_md(report: dict) -> list[str]:
     """The sections after the poisoning table: Evas, out-of-distribution search, metric sensitivity."""
-    from naspoison.report import evas, ood, sensitivity
+    from naspoison.report import defended, evas, ood, sensitivity
 
     return ((evas.markdown_lines(report["evas"]) if "evas" in report else [])
+            + (defended.markdown_lines(report["defended"]) if "defended" in report else [])
             + (ood.markdown_lines(report["ood"]) if "ood" in report else [])
             + (sensitivity.markdown_lines(report["sensitivity"]) if "sensitivity" in report else []))
 
@@ -139,9 +140,10 @@ def to_latex(report: dict) -> str:
 
 
 def _extra_latex(report: dict) -> list[str]:
-    from naspoison.report import evas, ood, sensitivity
+    from naspoison.report import defended, evas, ood, sensitivity
 
     out = [""] + evas.latex_lines(report["evas"]) if "evas" in report else []
+    out += [""] + defended.latex_lines(report["defended"]) if "defended" in report else []
     out += [""] + ood.latex_lines(report["ood"]) if "ood" in report else []
     return out + ([""] + sensitivity.latex_lines(report["sensitivity"]) if "sensitivity" in report else [])
 
@@ -169,6 +171,10 @@ def to_console(report: dict, title: str = "Robustness of NAS to data poisoning")
     parts = [_poisoning_console(report, title)] if "algorithms" in report else []
     if "evas" in report:
         parts += _evas_console(report["evas"])
+    if "defended" in report:
+        from naspoison.report import defended
+
+        parts.append(defended.console_table(report["defended"]))
     if "ood" in report:
         from naspoison.report import ood
 

@@ -93,9 +93,14 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
     if trial.poison is not None:
         _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d, store, log),
                 device, label, emit, summary)
+    if trial.sanitize is not None:  # a defended search: the countermeasure first
+        _ensure(store, trial.sanitize,
+                lambda d: stages.compute_sanitize(trial.sanitize, trial.poison, ds, artifacts, d, store, log),
+                device, label, emit, summary)
     sds = trial.search_dataset or ds  # an out-of-distribution search reads another dataset
     found = _ensure(store, trial.search,
-                    lambda d: stages.compute_search(trial.search, trial.poison, sds, artifacts, d, log, store),
+                    lambda d: stages.compute_search(trial.search, trial.poison, sds, artifacts, d, log, store,
+                                                    trial.sanitize),
                     device, label, emit, summary)
     tspec = trial.train_spec(found)
     _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d, artifacts), device, label, emit, summary)
@@ -142,7 +147,7 @@ def _failing_spec(trial: Trial, store: ResultStore) -> dict:
     for needed in trial.requires:
         if not _complete(needed, store):
             return _failing_spec(needed, store)
-    for spec in (trial.poison, trial.search):
+    for spec in (trial.poison, getattr(trial, "sanitize", None), trial.search):
         if spec is not None and not store.has(spec["stage"], content_key(spec)):
             return spec
     cells = trial.after_search(_found(trial, store))

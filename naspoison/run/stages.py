@@ -22,7 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
-VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1"}
+VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1", "sanitize": "1"}
 SPACE = "darts"
 
 
@@ -45,10 +45,19 @@ def poison_spec(dataset: dict, attack: str, budget: float, attack_params: dict, 
     return _spec("poison", {**params, "victim": victim} if victim else params, {})
 
 
-def search_spec(algorithm: str, params: dict, dataset: dict, seed: int, poison: dict | None) -> dict:
+def search_spec(algorithm: str, params: dict, dataset: dict, seed: int, poison: dict | None,
+                sanitize: dict | None = None) -> dict:
+    upstream = {"poison": content_key(poison) if poison else None}
+    if sanitize is not None:  # only then: undefended searches keep the keys they had before sanitizers existed
+        upstream["sanitize"] = content_key(sanitize)
     return _spec("search", {"algorithm": algorithm, "algorithm_params": params, "space": SPACE,
-                            "dataset": dataset_identity(dataset), "seed": seed},
-                 {"poison": content_key(poison) if poison else None})
+                            "dataset": dataset_identity(dataset), "seed": seed}, upstream)
+
+
+def sanitize_spec(defense: str, params: dict, dataset: dict, seed: int, poison: dict | None) -> dict:
+    """A countermeasure applied to a (possibly poisoned) training set before the search."""
+    return _spec("sanitize", {"defense": defense, "defense_params": params, "dataset": dataset_identity(dataset),
+                              "seed": seed}, {"poison": content_key(poison) if poison else None})
 
 
 def train_spec(genotype: dict, recipe: dict, dataset: dict, seed: int) -> dict:
@@ -142,13 +151,49 @@ def compute_poison(spec: dict, dataset: dict, artifacts: ArtifactCache, device: 
     return {"artifact": content_key(spec), **p.summary}
 
 
+def make_sanitized(spec: dict, poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str,
+                   store: ResultStore | None = None, log=None):
+    from naspoison.sanitize import SANITIZERS
+
+    p = spec["params"]
+    sanitizer = SANITIZERS[p["defense"]]()
+    params = sanitizer.Params.model_validate_json(json.dumps(p["defense_params"]))
+    data = poisoned_data(poison, dataset, artifacts, device, store)
+    return sanitizer.apply(data, params, p["seed"], device, log, clean_labels=load_dataset(dataset).y_train)
+
+
+def compute_sanitize(spec: dict, poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str,
+                     store: ResultStore | None = None, log=None) -> dict:
+    s = make_sanitized(spec, poison, dataset, artifacts, device, store, log)
+    artifacts.put(content_key(spec), s.to_bytes())
+    return {"artifact": content_key(spec), **s.summary}
+
+
+def search_data(poison: dict | None, sanitize: dict | None, dataset: dict, artifacts: ArtifactCache,
+                device: str = "cpu", store: ResultStore | None = None) -> ImageData:
+    """What a search reads: the (possibly poisoned) set, sanitized if the search is defended; recomputed if
+    an artifact was evicted."""
+    data = poisoned_data(poison, dataset, artifacts, device, store)
+    if sanitize is None:
+        return data
+    from naspoison.sanitize import Sanitized
+
+    blob = artifacts.get(content_key(sanitize))
+    if blob is None:
+        s = make_sanitized(sanitize, poison, dataset, artifacts, device, store)
+        artifacts.put(content_key(sanitize), s.to_bytes())
+    else:
+        s = Sanitized.from_bytes(blob)
+    return s.apply(data)
+
+
 def compute_search(spec: dict, poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str,
-                   log=None, store: ResultStore | None = None) -> dict:
+                   log=None, store: ResultStore | None = None, sanitize: dict | None = None) -> dict:
     """The search on the (possibly poisoned) training set; ``log(message)`` receives its progress.
     An algorithm whose final supernet is an attack target (``gc_target == "alphas"``) leaves it as an artifact."""
     p = spec["params"]
     alg = ALGORITHMS[p["algorithm"]]()
-    data = poisoned_data(poison, dataset, artifacts, device, store)
+    data = search_data(poison, sanitize, dataset, artifacts, device, store)
     # JSON mode: a spec read back from the store has lists where the model has tuples
     params = alg.Params.model_validate_json(json.dumps(p["algorithm_params"]))
     if getattr(alg, "gc_target", "weights") == "alphas":

@@ -30,10 +30,16 @@ class Trial:
     recipe: dict = field(repr=False)
     requires: tuple[Trial, ...] = field(default=(), repr=False)  # trials whose cells this one consumes
     search_dataset: dict | None = field(default=None, repr=False)  # where the search runs, if not ``dataset``
+    sanitize: dict | None = field(default=None, repr=False)        # a countermeasure applied before the search
+
+    @property
+    def defense(self) -> str | None:
+        return None if self.sanitize is None else self.sanitize["params"]["defense"]
 
     @property
     def label(self) -> str:
         row = self.attack if self.budget is None else f"{self.attack}@{self.budget:g}"
+        row = row if self.sanitize is None else f"{self.defense}+{row}"
         return f"{self.family}/{row}/{self.algorithm}/seed={self.seed}"
 
     def train_spec(self, found: dict) -> dict:
@@ -129,6 +135,13 @@ class EvasTrial:
                 "algorithm": self.algorithm, "seed": self.seed}
 
 
+def source_name(ds) -> str:
+    """A search source's row name: the dataset's name, or the file's stem for a user's .npz."""
+    from pathlib import Path
+
+    return Path(ds.path).stem if ds.name == "npz" and ds.path else ds.name
+
+
 @dataclass(frozen=True)
 class SensitivityTrial:
     """A metric-sensitivity cell (the poisoning paper's Table 2): the training-free metrics of the
@@ -170,6 +183,36 @@ def expand_sensitivity(fam, prof, dataset: dict, att_params) -> list[Sensitivity
         poison = stages.poison_spec(dataset, attack, f.budget, att_params(attack), f.poison_seed)
         out.append(SensitivityTrial("metric_sensitivity", attack, f.budget, poison,
                                     stages.metrics_spec(params, dataset, poison), dataset))
+    return out
+
+
+def expand_defended(f, prof, dataset: dict, recipe: dict, seeds, alg_params, att_params, skipped: list[str]) -> list[Trial]:
+    """Paper Table 4: each countermeasure applied to the poisoned sets of the attacks it defends, then searched on."""
+    from naspoison.sanitize import SANITIZERS
+
+    out = []
+    for defense, attacks in f.defenses.items():
+        cls = SANITIZERS[defense]
+        params = cls.Params.model_validate(prof.sanitize.get(defense, {}))
+        if defense == "diffusion_denoise" and params.model is None:
+            skipped.append(f"{defense}: this profile names no denoiser model (sanitize.{defense}.model), so it has "
+                           "no rows")
+            continue
+        for attack in attacks:
+            poison = stages.poison_spec(dataset, attack, f.budget, att_params(attack), f.poison_seed)
+            # relabeling reads no labels: after a label-only attack it sees the clean images, so every such row
+            # shares one relabeled set and one search per algorithm and seed
+            seen = None if cls.discards_labels and ATTACKS[attack].changes == "labels" else poison
+            sspec = stages.sanitize_spec(defense, params.model_dump(), dataset, f.poison_seed, seen)
+            for alg in f.algorithms:
+                a = ALGORITHMS[alg]
+                if ATTACKS[attack].changes == "labels" and a.uses_data and not a.uses_labels:
+                    skipped.append(f"{defense} × {attack} × {alg}: {alg} uses no labels")
+                    continue
+                for seed in seeds:
+                    out.append(Trial("defended_search", attack, f.budget, alg, seed, seen,
+                                     stages.search_spec(alg, alg_params(alg), dataset, seed, seen, sspec),
+                                     dataset, recipe, sanitize=sspec))
     return out
 
 
@@ -298,9 +341,11 @@ def expand(suite: Suite, profile_name: str) -> Expansion:
                 trials.append(replace(clean_trial(alg, seed), family="ood_search"))
                 for ds in prof.ood.datasets:
                     sds = {**ds.model_dump(), "resize": prof.ood.shape or ds.resize}
-                    trials.append(Trial("ood_search", ds.name, None, alg, seed, None,
+                    trials.append(Trial("ood_search", source_name(ds), None, alg, seed, None,
                                         stages.search_spec(alg, alg_params(alg), sds, seed, None), dataset, recipe,
                                         search_dataset=sds))
+    if fam.defended_search:
+        trials += expand_defended(fam.defended_search, prof, dataset, recipe, seeds, alg_params, att_params, skipped)
     trials += expand_sensitivity(fam, prof, dataset, att_params)
     trials += expand_evas(fam, prof, dataset)
     return Expansion(trials, sorted(set(skipped)))

@@ -84,11 +84,21 @@ class OodProfile(_Strict):
     shape: list[int] | None = Field(None, min_length=3, max_length=3, description="[H, W, C] of the target images")
 
 
+class DefendedSearchFamily(_Strict):
+    """Paper Table 4: each countermeasure against the attacks it defends, at one budget, searched on."""
+
+    algorithms: list[str] = Field(min_length=1)
+    defenses: dict[str, list[str]] = Field(min_length=1, description="countermeasure -> the attacks it defends")
+    budget: float = 0.5
+    poison_seed: int = Field(0, description="the poisoning family's seed shares its poisoned sets")
+
+
 class Families(_Strict):
     poisoning: PoisoningFamily | None = None
     random_baseline: RandomBaselineFamily | None = None
     metric_sensitivity: MetricSensitivityFamily | None = None
     ood_search: OodSearchFamily | None = None
+    defended_search: DefendedSearchFamily | None = None
     evas_search: EvasSearchFamily | None = None
     evas_eval: EvasEvalFamily | None = None
 
@@ -130,6 +140,7 @@ class Profile(_Strict):
     slurm: SlurmResources = Field(default_factory=SlurmResources)
     sensitivity: SensitivityParams = Field(default_factory=SensitivityParams)
     ood: OodProfile = Field(default_factory=OodProfile)
+    sanitize: dict[str, dict[str, Any]] = Field(default_factory=dict, description="countermeasure parameters by name")
 
 
 class SuiteModel(_Strict):
@@ -141,7 +152,7 @@ class SuiteModel(_Strict):
 def _all_field_names() -> set[str]:
     names: set[str] = set()
     for m in (SuiteModel, Families, PoisoningFamily, RandomBaselineFamily, MetricSensitivityFamily, SensitivityParams,
-              OodSearchFamily, OodProfile, EvasSearchFamily, EvasEvalFamily, Profile,
+              OodSearchFamily, OodProfile, DefendedSearchFamily, EvasSearchFamily, EvasEvalFamily, Profile,
               DatasetSpec, Recipe, EvasProfile, SlurmResources, EvasParams, ModelRecipe, GeneratorRecipe, FinetuneRecipe):
         names |= set(m.model_fields)
     return names
@@ -261,6 +272,35 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
             shape = prof.ood.shape
             if shape is not None and (min(shape[:2]) <= 0 or shape[2] not in (1, 3)):
                 out.append((("profiles", pname, "ood", "shape"), f"{shape}: need [H, W, C] with C 1 or 3"))
+    if fam.defended_search:
+        from naspoison.sanitize import SANITIZERS
+
+        ds_, at = fam.defended_search, ("families", "defended_search")
+        for i, a in enumerate(ds_.algorithms):
+            if a not in ALGORITHMS:
+                out.append((at + ("algorithms", i), f"unknown name {a!r}{did_you_mean(a, ALGORITHMS)}"))
+            used_algorithms.add(a)
+        for name, attacks in ds_.defenses.items():
+            if name not in SANITIZERS:
+                out.append((at + ("defenses", name), f"unknown countermeasure {name!r}{did_you_mean(name, SANITIZERS)}"))
+            for i, a in enumerate(attacks):
+                if a not in ATTACKS:
+                    out.append((at + ("defenses", name, i), f"unknown attack {a!r}{did_you_mean(a, ATTACKS)}"))
+                elif getattr(ATTACKS[a], "targets_algorithm", False):
+                    out.append((at + ("defenses", name, i), f"{a!r} makes one poisoned set per victim; not supported here"))
+                used_attacks.add(a)
+        if not 0 < ds_.budget <= 1:
+            out.append((at + ("budget",), f"budget {ds_.budget} is outside (0, 1]"))
+        for pname, prof in m.profiles.items():
+            for name, params in prof.sanitize.items():
+                if name not in SANITIZERS:
+                    out.append((("profiles", pname, "sanitize", name),
+                                f"unknown countermeasure {name!r}{did_you_mean(name, SANITIZERS)}"))
+                    continue
+                try:
+                    SANITIZERS[name].Params.model_validate(params)
+                except ValidationError as e:
+                    out += [(("profiles", pname, "sanitize", name) + loc, msg) for loc, msg in _pydantic_problems(e)]
     if fam.random_baseline:
         alg = fam.random_baseline.algorithm
         if alg not in ALGORITHMS:

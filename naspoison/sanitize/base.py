@@ -1,0 +1,41 @@
+"""What a sanitizer returns: the search data's replaced parts, as raw npz bytes for the artifact cache."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from naspoison.data.datasets import ImageData
+
+
+@dataclass
+class Sanitized:
+    """New training labels (relabeling) and/or new training and held-out images (denoising)."""
+
+    y_train: np.ndarray | None = None   # int64 [N]
+    x_train: np.ndarray | None = None   # uint8 [N, H, W, C]
+    x_test: np.ndarray | None = None    # uint8 [M, H, W, C]
+    summary: dict = field(default_factory=dict)
+
+    def apply(self, data: ImageData) -> ImageData:
+        out = data
+        for name in ("y_train", "x_train", "x_test"):
+            new = getattr(self, name)
+            if new is not None:
+                if new.shape[0] != getattr(data, name).shape[0]:
+                    raise ValueError(f"sanitized {name} has {new.shape[0]} rows, the data {getattr(data, name).shape[0]}")
+                out = replace(out, **{name: new})
+        if self.y_train is not None:  # k clusters may name more classes than the data had
+            out = replace(out, num_classes=max(data.num_classes, int(self.y_train.max()) + 1))
+        return out
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, **{k: getattr(self, k) for k in ("y_train", "x_train", "x_test") if getattr(self, k) is not None})
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Sanitized:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            return cls(**{k: z[k] for k in z.files})
