@@ -9,8 +9,18 @@ from conftest import naspoison
 
 from naspoison.data.datasets import load_dataset
 from naspoison.sanitize import SANITIZERS, Sanitized
-from naspoison.sanitize.cluster_relabel import ClusterRelabelParams, purity, renumber_by_size, resnet152_features
-from naspoison.sanitize.diffusion_denoise import DiffusionDenoiseParams, denoise, load_denoiser, timestep_for
+from naspoison.sanitize.cluster_relabel import (
+    ClusterRelabelParams,
+    purity,
+    renumber_by_size,
+    resnet152_features,
+)
+from naspoison.sanitize.diffusion_denoise import (
+    DiffusionDenoiseParams,
+    denoise,
+    load_denoiser,
+    timestep_for,
+)
 from naspoison.store import ResultStore
 
 PIXELS = ClusterRelabelParams(features="pixels_pca", pca_components=10)

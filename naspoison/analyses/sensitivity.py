@@ -25,8 +25,8 @@ Choices, stated once:
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch

@@ -251,8 +251,8 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
             if a not in ATTACKS:
                 out.append((at + ("attacks", i), f"unknown attack {a!r}{did_you_mean(a, ATTACKS)}"))
             elif getattr(ATTACKS[a], "targets_algorithm", False):
-                out.append((at + ("attacks", i), f"{a!r} makes one poisoned set per victim algorithm; the metrics "
-                                                 "of random architectures have no victim"))
+                out.append((at + ("attacks", i), (f"{a!r} makes one poisoned set per victim algorithm; the metrics "
+                                                  "of random architectures have no victim")))
             used_attacks.add(a)
         if not 0 < ms.budget <= 1:
             out.append((at + ("budget",), f"budget {ms.budget} is outside (0, 1]"))
@@ -263,8 +263,8 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
             used_algorithms.add(a)
         for pname, prof in m.profiles.items():
             if not prof.ood.datasets:
-                out.append((("profiles", pname), "the ood_search family needs ood.datasets (the search sources) "
-                                                 "in every profile"))
+                out.append((("profiles", pname), ("the ood_search family needs ood.datasets (the search sources) "
+                                                  "in every profile")))
             for i, ds in enumerate(prof.ood.datasets):
                 if ds.name not in DATASETS:
                     out.append((("profiles", pname, "ood", "datasets", i, "name"),
