@@ -289,8 +289,8 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
         run = sum(v == "run" for v in d.values())
         extra = unknown_after.get(stage, 0)
         shared = sum(1 for k in d if users.get(k, 0) > 1)
-        # a search costs what recorded searches of the same algorithm cost; other stages by stage
-        per_cell = [est.get(kind.get(k, stage)) for k, v in d.items() if v == "run"] + [est.get(stage)] * extra
+        # a cell costs what recorded similar cells cost; cells known only after a search: the stage's median
+        per_cell = [est.get(kind[k]) for k, v in d.items() if v == "run"] + [_stage_estimate(est, stage, kind)] * extra
         known = [x for x in per_cell if x is not None]
         cost = "-" if not per_cell else (f"{sum(known) / 3600:.2f} h" if known else "no timings yet")
         if len(known) < len(per_cell):
@@ -303,15 +303,28 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
     con.print(table)
     con.print(f"estimated device time of missing cells: {total_s / 3600:.2f} h"
               + (" (plus cells of stages with no recorded timings)" if unknown else "")
-              + "; from the median wall time of recorded cells of each stage (searches: of each algorithm)")
+              + "; from the median wall time of recorded similar cells (same stage and parameters up to seed and"
+              " architecture)")
     for s in skipped:
         con.print(f"not a cell by design: {s}")
     return 0
 
 
+# what a cell's cost does not depend on: which seed, which architecture, which upstream cell
+_COST_FREE_PARAMS = frozenset({"seed", "poison_seed", "genotype", "arch"})
+
+
 def _cost_class(spec: dict) -> str:
-    """Cells expected to cost alike: a search by its algorithm, anything else by its stage."""
-    return f"search:{spec['params']['algorithm']}" if spec["stage"] in ("search", "evas_search") else spec["stage"]
+    """Cells expected to cost alike: same stage (and algorithm), same parameters up to seed and architecture.
+    Cells of another profile (other epochs, widths, data sizes) are not similar, so never estimate each other."""
+    params = {k: v for k, v in spec["params"].items() if k not in _COST_FREE_PARAMS}
+    return f"{spec['stage']}:{content_key({'params': params})[:16]}"
+
+
+def _stage_estimate(est: dict[str, float], stage: str, kind: dict[str, str]) -> float | None:
+    """A cell not yet specified (it waits on a search): the median over this plan's similar cells of its stage."""
+    known = [est[c] for c in set(kind.values()) if c.startswith(stage + ":") and c in est]
+    return statistics.median(known) if known else None
 
 
 def _wall_estimates(store: ResultStore) -> dict[str, float]:
@@ -323,9 +336,7 @@ def _wall_estimates(store: ResultStore) -> dict[str, float]:
             continue
         w = rec.provenance.get("wall_seconds")
         if isinstance(w, (int, float)):
-            walls.setdefault(rec.stage, []).append(float(w))
-            if rec.stage in ("search", "evas_search"):
-                walls.setdefault(_cost_class(rec.spec), []).append(float(w))
+            walls.setdefault(_cost_class(rec.spec), []).append(float(w))
     return {k: statistics.median(v) for k, v in walls.items()}
 
 

@@ -51,7 +51,7 @@ profiles:
     dataset: {name: digits, train_size: 200, test_size: 80}
     train: {epochs: 1, batch_size: 64, init_channels: 4, layers: 3, crop_padding: 1, flip: false, cutout: 2}
     algorithms:
-      tenas: {batch_size: 4, lr_batch_size: 100, lr_batches: 1, repeats: 1}
+      tenas: {batch_size: 4, lr_batch_size: 100, lr_batches: 1, repeats: 1, prune_per_round: 7}
     ood: {shape: [8, 8, 1], datasets: [{name: photo_patches, train_size: 300, test_size: 50}]}
 """
 

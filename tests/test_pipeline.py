@@ -56,6 +56,7 @@ def test_run_rerun_check_and_report(tiny):
     (d / "suite.yaml").write_text(text)
     plan = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--plan")
     assert re.search(r"search\s*│\s*5\s*│\s*10", plan.stdout), plan.stdout
+    assert "no timings" not in plan.stdout and "untimed" not in plan.stdout  # seeds 0-1 timed the same cells
     more = naspoison(d, "bench", "suite.yaml", "--profile", "tiny")
     assert computed(more.stdout) == {"search": 5, "train": 1}
 
@@ -66,6 +67,18 @@ def test_run_rerun_check_and_report(tiny):
     bad = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check")
     assert bad.returncode == 1 and "report differs" in bad.stdout
     assert files(d / "cache") == snapshot
+
+
+def test_cost_estimates_come_from_similar_cells_only():
+    from naspoison.cli import _cost_class
+
+    spec = {"stage": "train", "upstream": {}, "version": "1",
+            "params": {"seed": 0, "genotype": "a", "recipe": {"epochs": 10}, "dataset": {"name": "digits"}}}
+    other_seed = {**spec, "upstream": {"poison": "x"}, "params": {**spec["params"], "seed": 3, "genotype": "b"}}
+    other_profile = {**spec, "params": {**spec["params"], "recipe": {"epochs": 600}}}
+    assert _cost_class(spec) == _cost_class(other_seed)  # seed, architecture, upstream do not set the cost
+    assert _cost_class(spec) != _cost_class(other_profile)  # a demo retrain never estimates a paper one
+    assert _cost_class(spec) != _cost_class({**spec, "stage": "search"})
 
 
 def test_tampered_result_is_flagged_and_never_used(tiny):

@@ -130,7 +130,7 @@ profiles:
     dataset: {{name: digits, train_size: 200, test_size: 60}}
     train: {{epochs: 1, batch_size: 64, init_channels: 4, layers: 3, crop_padding: 1, flip: false, cutout: 2}}
     algorithms:
-      tenas: {{batch_size: 4, lr_batch_size: 100, lr_batches: 1, repeats: 1}}
+      tenas: {{batch_size: 4, lr_batch_size: 100, lr_batches: 1, repeats: 1, prune_per_round: 7}}
     sanitize:
       cluster_relabel: {{features: pixels_pca, pca_components: 10}}
       diffusion_denoise: {{model: {model}, batch_size: 64}}
