@@ -66,3 +66,23 @@ def test_draw_cli_writes_png_and_svg_and_rejects_bad_input(tmp_path, capsys):
                 []):
         assert main(["draw", *bad, "--out", str(out)]) == 2, bad
     assert "not a published name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["nb201", "pdarts"])
+def test_labels_sit_on_their_own_edge_clear_of_nodes_and_each_other(which):
+    # NB201 0->3 and 1->2 cross at both their middles: labels there would read as one
+    graph = (cells.nb201_cell("|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|"
+                              "nor_conv_3x3~2|") if which == "nb201" else cells.darts_cell(PDARTS, "normal"))
+    pos = cells._layout(graph)
+    bends = cells.edge_bends(graph, pos)
+    labels = cells.label_positions(graph, pos, bends)
+    assert set(labels) == {k for k, (_, _, op) in enumerate(graph.edges) if op}
+    boxes = []
+    for k, (x, y) in labels.items():
+        s, d, op = graph.edges[k]
+        on_curve = min(np.hypot(*np.subtract(cells._arc(pos[s], pos[d], bends[k], t / 200), (x, y))) for t in range(201))
+        assert on_curve < 1e-9  # on its own edge
+        boxes.append((x, y, *cells._label_box(op)))
+    for i, (x, y, w, h) in enumerate(boxes):
+        assert all(abs(x - nx) >= w + 0.17 or abs(y - ny) >= h + 0.17 for nx, ny in pos.values())
+        assert all(abs(x - bx) >= w + bw or abs(y - by) >= h + bh for bx, by, bw, bh in boxes[i + 1:])

@@ -71,15 +71,17 @@ def draw(graph: CellGraph, path: str | Path) -> Path:
     except ImportError as e:
         raise RuntimeError("drawing cells needs matplotlib: pip install 'naspoison[plots]'") from e
     pos = _layout(graph)
+    bends = edge_bends(graph, pos)
+    labels = label_positions(graph, pos, bends)
     fig, ax = plt.subplots(figsize=(1.9 * len(graph.nodes) - 1, 3.8))
     for k, (src, dst, op) in enumerate(graph.edges):
         (x0, y0), (x1, y1) = pos[src], pos[dst]
-        bend = 0.0 if dst == OUTPUT and not op else _bend(pos, src, dst, k)
+        bend = bends[k]
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), connectionstyle=f"arc3,rad={bend}", arrowstyle="-|>",
                                      mutation_scale=12, lw=1.1, color="#555" if op else "#aaa",
                                      shrinkA=17, shrinkB=17, gid=edge_id(k, src, dst, op)))
         if op:
-            mx, my = _arc((x0, y0), (x1, y1), bend, 0.5)  # on the curve: the aspect ratio is equal
+            mx, my = labels[k]
             ax.text(mx, my, op, fontsize=7.5, ha="center", va="center",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9})
     for node, kind in zip(graph.nodes, graph.kinds):
@@ -97,6 +99,41 @@ def draw(graph: CellGraph, path: str | Path) -> Path:
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
+
+
+def edge_bends(graph: CellGraph, pos: dict) -> list[float]:
+    """arc3 curvature of each edge; the concat edges into c_k run straight."""
+    return [0.0 if dst == OUTPUT and not op else _bend(pos, src, dst, k) for k, (src, dst, op) in enumerate(graph.edges)]
+
+
+def _label_box(op: str) -> tuple[float, float]:
+    """Half width and half height of an op label in layout units (7.5 pt text at this figure's scale)."""
+    return 0.03 * len(op) + 0.04, 0.1
+
+
+def label_positions(graph: CellGraph, pos: dict, bends: list[float]) -> dict[int, tuple[float, float]]:
+    """Each labelled edge's label on its own curve: the point nearest the middle whose box overlaps no
+    node and no label already placed, and, where possible, no other edge (two edges can cross at their
+    middles, e.g. 0->3 and 1->2 of an NB201 cell, and a label on the crossing names either)."""
+    curves = {k: [_arc(pos[s], pos[d], bends[k], t / 40) for t in range(2, 39)] for k, (s, d, _) in enumerate(graph.edges)}
+    placed: dict[int, tuple[float, float]] = {}
+    boxes: list[tuple[float, float, float, float]] = [(x, y, 0.17, 0.17) for x, y in pos.values()]
+
+    def badness(k: int, x: float, y: float, hw: float, hh: float) -> tuple[float, int]:
+        overlap = max((min(hw + bw - abs(x - bx), hh + bh - abs(y - by)) for bx, by, bw, bh in boxes
+                       if abs(x - bx) < hw + bw and abs(y - by) < hh + bh), default=0.0)
+        crossed = sum(abs(px - x) < hw and abs(py - y) < hh for j, pts in curves.items() if j != k for px, py in pts)
+        return overlap, crossed
+
+    for k, (src, dst, op) in enumerate(graph.edges):
+        if not op:
+            continue
+        hw, hh = _label_box(op)
+        points = [_arc(pos[src], pos[dst], bends[k], t) for t in (0.5, 0.42, 0.58, 0.35, 0.65, 0.28, 0.72)]
+        x, y = min(points, key=lambda p: badness(k, *p, hw, hh))  # ties: the earlier, nearer the middle
+        placed[k] = (x, y)
+        boxes.append((x, y, hw, hh))
+    return placed
 
 
 def _arc(p0, p1, rad: float, t: float) -> tuple[float, float]:
