@@ -39,7 +39,7 @@ def main() -> None:
         g = sample_genotype(np.random.default_rng(seed))
         t0 = time.perf_counter()
         out = train_genotype(g, data, recipe, seed, device=args.device,
-                             on_epoch=lambda e, m: print(f"  seed {seed} epoch {e}: loss {m['train_loss']:.3f} "
+                             on_epoch=lambda e, m, seed=seed: print(f"  seed {seed} epoch {e}: loss {m['train_loss']:.3f} "
                                                          f"test {100 * m['test_acc']:.1f}%", flush=True))
         wall = time.perf_counter() - t0
         rows.append({"seed": seed, "test_acc": out["test_acc"], "params": out["params"],

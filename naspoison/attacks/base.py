@@ -63,8 +63,7 @@ class Poison:
     @classmethod
     def from_bytes(cls, blob: bytes) -> Poison:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            return cls(z["indices"], z["labels"] if "labels" in z else None,
-                       z["images"] if "images" in z else None)
+            return cls(z["indices"], z.get("labels"), z.get("images"))
 
 
 def poison_count(budget: float, n: int) -> int:
