@@ -14,7 +14,10 @@ TEST = ("one-sided Welch t-test, H0: searching on this dataset does not lower ac
 
 
 def ood_section(accuracies: list[TrialAccuracy], baseline: list[float], trials) -> dict:
-    target = next(t.dataset["name"] for t in trials if t.family == "ood_search")
+    from naspoison.data.datasets import DatasetSpec
+    from naspoison.suite.expand import source_name
+
+    target = source_name(DatasetSpec.model_validate(next(t.dataset for t in trials if t.family == "ood_search")))
     table = analyse(accuracies, baseline)
     table["test"] = TEST
     table["target"] = target

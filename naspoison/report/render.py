@@ -90,8 +90,13 @@ def _evas_md(report: dict) -> list[str]:
             + (sensitivity.markdown_lines(report["sensitivity"]) if "sensitivity" in report else []))
 
 
+def _has_poisoning_rows(report: dict) -> bool:
+    """A suite without the poisoning family (e.g. only ood_search) has no Table 1 to print."""
+    return "algorithms" in report and bool(report.get("rows"))
+
+
 def to_markdown(report: dict) -> str:
-    if "algorithms" not in report:  # an Evas-only selection
+    if not _has_poisoning_rows(report):  # an Evas-only selection, or only analyses
         return "\n".join(_evas_md(report)).lstrip() + "\n"
     algs = report["algorithms"]
     head = "| Poisoning attack | p | " + " | ".join(f"{a} Acc. | {a} ΔImp." for a in algs) + " |"
@@ -112,7 +117,7 @@ def to_markdown(report: dict) -> str:
 
 
 def to_latex(report: dict) -> str:
-    if "algorithms" not in report:
+    if not _has_poisoning_rows(report):
         return "\n".join(_extra_latex(report)).lstrip() + "\n"
     algs = report["algorithms"]
 
@@ -168,7 +173,7 @@ def _evas_console(t: dict) -> list:
 def to_console(report: dict, title: str = "Robustness of NAS to data poisoning"):
     from rich.console import Group
 
-    parts = [_poisoning_console(report, title)] if "algorithms" in report else []
+    parts = [_poisoning_console(report, title)] if _has_poisoning_rows(report) else []
     if "evas" in report:
         parts += _evas_console(report["evas"])
     if "defended" in report:
