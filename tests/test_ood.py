@@ -91,3 +91,10 @@ def test_ood_family_needs_sources_in_every_profile(tmp_path):
     (tmp_path / "suite.yaml").write_text(OOD_SUITE.replace("name: photo_patches", "name: mnsit"))
     run = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny", "--plan")
     assert run.returncode == 2 and "did you mean 'mnist'" in run.stderr
+
+
+def test_a_suite_without_the_poisoning_family_prints_no_empty_table():
+    from naspoison.report.render import to_latex, to_markdown
+
+    only_analyses = {"algorithms": ["tenas"], "rows": [], "baseline": {"n": 2, "mean": 40.0, "std": 1.0}}
+    assert "Poisoning attack" not in to_markdown(only_analyses) and "Poisoning attack" not in to_latex(only_analyses)
