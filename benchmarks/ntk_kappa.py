@@ -25,7 +25,7 @@ import torch
 
 from naspoison.data.datasets import load_dataset
 from naspoison.nas.metrics import kappa, ntk_gram, thin_network_kernels
-from naspoison.nas.tenas import KINDS, OPS, TENAS, TENASParams, _Probe
+from naspoison.nas.tenas import KINDS, OPS, TENAS, TENASParams, Probe
 from naspoison.spaces.darts import EDGES
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     p = TENASParams()
     torch.manual_seed(0)
-    probe = _Probe(data, p, np.random.default_rng(0), device)
+    probe = Probe(data, p, np.random.default_rng(0), device)
     probe.new_repeat()
     net, x = probe.ntk_net, probe.ntk_x
     full = {k: np.ones((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}

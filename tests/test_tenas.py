@@ -9,7 +9,7 @@ from naspoison.nas.tenas import (
     OPS,
     TENAS,
     TENASParams,
-    _Probe,
+    Probe,
     choose_op_prunes,
     dense_ranks,
     rank_sum,
@@ -72,7 +72,7 @@ def test_to_genotype_reads_one_op_per_kept_edge():
 
 def test_removing_an_op_is_a_mask_on_shared_weights():
     data = tiny_data()
-    probe = _Probe(data, TINY, np.random.default_rng(0), torch.device("cpu"))
+    probe = Probe(data, TINY, np.random.default_rng(0), torch.device("cpu"))
     probe.new_repeat()
     full = {k: np.ones((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}
     child = {k: v.copy() for k, v in full.items()}
@@ -87,7 +87,7 @@ def test_removing_an_op_is_a_mask_on_shared_weights():
 def test_reference_init_keeps_weights_and_kaiming_redraws_them_per_repeat():
     data = tiny_data()
     for init, same in (("reference", True), ("kaiming", False)):
-        probe = _Probe(data, TINY.model_copy(update={"init": init}), np.random.default_rng(0), torch.device("cpu"))
+        probe = Probe(data, TINY.model_copy(update={"init": init}), np.random.default_rng(0), torch.device("cpu"))
         probe.new_repeat()
         w0 = [p.detach().clone() for p in probe.ntk_net.parameters()]
         probe.new_repeat()
