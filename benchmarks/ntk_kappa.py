@@ -25,7 +25,7 @@ import torch
 
 from naspoison.data.datasets import load_dataset
 from naspoison.nas.metrics import kappa, ntk_gram, thin_network_kernels
-from naspoison.nas.tenas import KINDS, OPS, TENAS, TENASParams, Probe
+from naspoison.nas.tenas import KINDS, OPS, TENAS, Probe, TENASParams
 from naspoison.spaces.darts import EDGES
 
 
