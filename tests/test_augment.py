@@ -41,3 +41,15 @@ def test_cutout_matches_reference_box_clipped_at_border():
         ref = np.ones((8, 8))
         ref[max(cy[i] - 2, 0):min(cy[i] + 2, 8), max(cx[i] - 2, 0):min(cx[i] + 2, 8)] = 0
         assert np.array_equal(got[i, 0].numpy(), ref) and np.array_equal(got[i, 1].numpy(), ref)
+
+
+def test_one_channel_batches_have_plain_nchw_strides():
+    # a permuted 1-channel NHWC tensor counts as contiguous but keeps channels-last strides; torch 2.14's CPU
+    # convolution backward corrupts the heap on those at one thread (the Evas pipeline test crashed)
+    from naspoison.data.augment import DeviceImages
+
+    x = np.arange(4 * 8 * 8, dtype=np.uint8).reshape(4, 8, 8, 1)
+    imgs = DeviceImages(x, np.zeros(4), torch.device("cpu"), np.zeros(1), np.ones(1))
+    assert imgs.x.stride() == (64, 64, 8, 1) and torch.equal(imgs.x[:, 0], torch.from_numpy(x[..., 0]))
+    out = augment(imgs.x, torch.Generator().manual_seed(0), 1, True)
+    assert out.stride() == (64, 64, 8, 1)
