@@ -6,6 +6,8 @@ scikit-learn digits that ship with the install.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +66,41 @@ def make_image_data(name, x_train, y_train, x_test, y_test, num_classes=None) ->
     return ImageData(name, x_train, y_train, x_test, y_test, k)
 
 
+def arrays_digest(*arrays: np.ndarray) -> str:
+    """sha256 over each array's dtype, shape and bytes: equal arrays give equal digests whatever file held them."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def content_digest(data: ImageData) -> str:
+    return arrays_digest(data.x_train, data.y_train.astype(np.int64), data.x_test, data.y_test.astype(np.int64))
+
+
+# Built-in datasets are keyed by their canonical name (keys made before content keys existed stay valid). That
+# is sound only because the name denotes fixed content: scikit-learn bundles digits.csv.gz and two photographs,
+# and their split is seeded. These are the digests of what the loaders return; a scikit-learn (or image decoder)
+# that gave other pixels or another split would silently mix results of different data under one key, so the
+# loader refuses instead. CIFAR-10/100 and SVHN are md5-checked by torchvision on every load; MNIST and
+# Fashion-MNIST are the fixed published releases (md5-checked by torchvision when downloaded).
+BUILTIN_DIGESTS = {
+    "digits": "dfed2dea8c4a245b3a9ba1e0a651788632d0022c7ea52e1f537a28b5a51ac189",
+    "photo_patches": "114975b1267945b91af479853796b4ec334351f53feacade9017b28cc9128bc7",
+}
+
+
+def _check_builtin(data: ImageData, name: str) -> ImageData:
+    expected = BUILTIN_DIGESTS.get(name)
+    if expected and content_digest(data) != expected:
+        raise RuntimeError(f"dataset {name!r} loaded here differs from the one its cells were keyed on (content "
+                           f"sha256 {content_digest(data)[:16]}…, expected {expected[:16]}…): another scikit-learn "
+                           "or image decoder? Results keyed by the name would mix two datasets; refusing")
+    return data
+
+
 def to_shape(data: ImageData, shape: tuple[int, int, int] | list[int]) -> ImageData:
     """Images brought to ``[H, W, C]``: bilinear resize (antialiased when shrinking), grey to colour by
     repeating the channel, colour to grey by ITU-R 601 luma; labels unchanged."""
@@ -96,7 +133,7 @@ def _digits(spec: DatasetSpec) -> ImageData:
     d = load_digits()
     x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
     xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, stratify=d.target, random_state=0)
-    return make_image_data("digits", xtr, ytr, xte, yte, 10)
+    return _check_builtin(make_image_data("digits", xtr, ytr, xte, yte, 10), "digits")
 
 
 def _photo_patches(spec: DatasetSpec) -> ImageData:
@@ -114,7 +151,7 @@ def _photo_patches(spec: DatasetSpec) -> ImageData:
                 xs.append(img[top:top + 32, left:left + 32])
                 ys.append(5 * k + (left + 16) * 5 // width)
     xtr, xte, ytr, yte = train_test_split(np.stack(xs), np.array(ys), test_size=0.2, stratify=ys, random_state=0)
-    return make_image_data("photo_patches", xtr, ytr, xte, yte, 10)
+    return _check_builtin(make_image_data("photo_patches", xtr, ytr, xte, yte, 10), "photo_patches")
 
 
 def _torchvision(cls_name: str, split_kw: Callable[[bool], dict]) -> Callable[[DatasetSpec], ImageData]:
@@ -144,17 +181,101 @@ def _torchvision(cls_name: str, split_kw: Callable[[bool], dict]) -> Callable[[D
     return load
 
 
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+class DatasetFileError(ValueError):
+    """A user's dataset file that cannot be used as it is (one clear line: file and reason)."""
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
+    """The four arrays of a user's .npz, checked up front so a bad file fails at validation, not in a cell."""
+    import zipfile
+
+    def bad(msg: str) -> DatasetFileError:
+        return DatasetFileError(f"dataset file {path}: {msg}")
+
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = set(NPZ_KEYS) - set(z.files)
+            if missing:
+                raise bad(f"lacks {sorted(missing)} (has {sorted(z.files)}); needs x_train, y_train, x_test, y_test")
+            arrays = tuple(z[k] for k in NPZ_KEYS)
+    except DatasetFileError:
+        raise
+    except ValueError as e:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+        if "allow_pickle" in str(e):
+            raise bad("holds pickled Python objects; only plain arrays are read (never unpickled)") from None
+        raise bad(f"not a readable .npz ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise bad(f"not a readable .npz ({type(e).__name__}: {e})") from None
+    x_train, y_train, x_test, y_test = arrays
+    for name, x in (("x_train", x_train), ("x_test", x_test)):
+        if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
+            raise bad(f"{name} must be uint8 [N,H,W] or [N,H,W,C] with C 1 or 3 (images 0..255), "
+                      f"got {x.dtype} {list(x.shape)}")
+    if x_train.shape[1:3] != x_test.shape[1:3] or x_train.ndim != x_test.ndim or x_train.shape[3:] != x_test.shape[3:]:
+        raise bad(f"x_train {list(x_train.shape[1:])} and x_test {list(x_test.shape[1:])} images differ in shape")
+    for name, y, x in (("y_train", y_train, x_train), ("y_test", y_test, x_test)):
+        if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer)):
+            # float labels would be truncated silently (2.7 -> 2): refuse them
+            raise bad(f"{name} must be a 1-d array of integer class ids, got {y.dtype} {list(y.shape)}")
+        if len(y) != len(x):
+            raise bad(f"{name} has {len(y)} labels for {len(x)} images")
+        if len(y) == 0:
+            raise bad(f"{name} is empty")
+        if y.min() < 0:
+            raise bad(f"{name} holds a negative label ({int(y.min())})")
+    classes = int(y_train.max()) + 1
+    if len(np.unique(y_train)) < 2:
+        raise bad(f"y_train has a single class ({int(y_train[0])}); classification needs at least two")
+    if y_test.max() >= classes:
+        raise bad(f"y_test holds label {int(y_test.max())}, beyond the training classes 0..{classes - 1}")
+    return x_train, y_train, x_test, y_test
+
+
+_NPZ_DIGESTS: dict[tuple, str] = {}
+
+
+def npz_digest(path: str | os.PathLike) -> str:
+    """Content digest of a user's .npz (its four arrays, validated), computed once per file version: memoised
+    by (path, size, mtime), so a file replaced in place is hashed again and gets another key."""
+    path = Path(path).expanduser().resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        raise FileNotFoundError(f"dataset file {path} does not exist") from None
+    memo = (str(path), st.st_size, st.st_mtime_ns)
+    if memo not in _NPZ_DIGESTS:
+        _NPZ_DIGESTS[memo] = arrays_digest(*_read_npz(path))
+    return _NPZ_DIGESTS[memo]
+
+
+def content_identity(dataset: dict) -> dict:
+    """What identifies a dataset's content in keys beyond its name: a user's .npz by the digest of its arrays
+    (where it lives is not content); built-ins by name alone (see BUILTIN_DIGESTS)."""
+    if dataset["name"] == "npz":
+        if not dataset.get("path"):
+            raise ValueError("dataset 'npz' needs a path: to a .npz with x_train, y_train, x_test, y_test")
+        return {"sha256": npz_digest(dataset["path"])}
+    return {}
+
+
+def resolve_path(path: str | None, base: Path) -> str | None:
+    """A dataset path as written in a suite file: ``~`` expanded, relative to the suite file's folder."""
+    if not path:
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
 def _npz(spec: DatasetSpec) -> ImageData:
     if not spec.path:
         raise ValueError("dataset 'npz' needs a path: to a .npz with x_train, y_train, x_test, y_test")
     path = Path(spec.path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset file {path} does not exist")
-    with np.load(path, allow_pickle=False) as z:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
-        if missing:
-            raise ValueError(f"{path} lacks {sorted(missing)} (has {sorted(z.files)})")
-        return make_image_data(path.stem, z["x_train"], z["y_train"], z["x_test"], z["y_test"])
+    return make_image_data(path.stem, *_read_npz(path))
 
 
 class _ArraysOnly(__import__("pickle").Unpickler):

@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from naspoison.attacks import ATTACKS, AttackContext, Poison
-from naspoison.data.datasets import ImageData, load_dataset
+from naspoison.data.datasets import ImageData, content_identity, load_dataset
 from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
@@ -28,9 +28,11 @@ SPACE = "darts"
 
 def dataset_identity(dataset: dict) -> dict:
     """The part of a dataset spec that decides the data (not where it lives on this machine)."""
-    keep = ("name", "train_size", "test_size", "subset_seed") + (("path",) if dataset["name"] == "npz" else ())
-    # resize only when set: cells of unresized datasets keep the keys they had before it existed
-    return {k: dataset[k] for k in keep} | ({"resize": list(dataset["resize"])} if dataset.get("resize") else {})
+    keep = ("name", "train_size", "test_size", "subset_seed")
+    # resize only when set: cells of unresized datasets keep the keys they had before it existed; a user's .npz
+    # by the digest of its arrays, not its path (a file replaced in place must not reuse old results)
+    return ({k: dataset[k] for k in keep} | content_identity(dataset)
+            | ({"resize": list(dataset["resize"])} if dataset.get("resize") else {}))
 
 
 def _spec(stage: str, params: dict, upstream: dict) -> dict:

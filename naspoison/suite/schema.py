@@ -23,6 +23,11 @@ from naspoison.suite.yamlio import YAML11_BOOLS, SuiteError, dotted, line_of, lo
 from naspoison.train import Recipe
 
 PROFILE_NAMES = ("paper", "lab", "demo")
+SUITE_VERSION = 1
+# grid bounds: far above any real profile (the paper runs 10 seeds, 900 study cells), low enough that a typo
+# (seeds: 1000000000) is an error instead of an expansion that never ends
+MAX_SEEDS = 1000
+MAX_COUNT = 100_000
 
 
 class _Strict(BaseModel):
@@ -47,14 +52,14 @@ class RandomBaselineFamily(_Strict):
 class EvasSearchFamily(_Strict):
     """Evas search (aging evolution on the trigger-NTK score) on the profile's clean data."""
 
-    search_seeds: int = Field(1, gt=0, description="independent searches; evas_eval evaluates seed 0's find")
+    search_seeds: int = Field(1, gt=0, le=MAX_SEEDS, description="independent searches; evas_eval evaluates seed 0's find")
 
 
 class EvasEvalFamily(_Strict):
     """Evas Table 1: ACC and ASR of the found cell, fixed baselines and random NB201 cells."""
 
     baselines: list[str] = Field(default_factory=lambda: ["resnet18"])
-    random_archs: int = Field(2, ge=0)
+    random_archs: int = Field(2, ge=0, le=MAX_COUNT)
     random_seed: int = 0
     scenarios: list[str] = Field(default_factory=list, description="Evas Tables 2-3 and Figure 6")
     poison_fractions: list[float] = Field(default_factory=lambda: [0.0001, 0.001, 0.01])
@@ -106,12 +111,12 @@ class Families(_Strict):
 class EvasProfile(_Strict):
     """The Evas numbers of a profile: search, the model recipe of every row, the generator."""
 
-    seeds: int | None = Field(None, gt=0, description="training seeds of evas_eval (default: the profile's seeds)")
+    seeds: int | None = Field(None, gt=0, le=MAX_SEEDS, description="training seeds of evas_eval (default: the profile's seeds)")
     search: EvasParams = Field(default_factory=EvasParams)
     model: ModelRecipe = Field(default_factory=ModelRecipe)
     generator: GeneratorRecipe = Field(default_factory=GeneratorRecipe)
     finetune: FinetuneRecipe = Field(default_factory=FinetuneRecipe)
-    study_archs: int = Field(0, ge=0, description="random cells scored and attacked for evas_eval's score study "
+    study_archs: int = Field(0, ge=0, le=MAX_COUNT, description="random cells scored and attacked for evas_eval's score study "
                                                   "(Evas Figure 2: 900)")
     defenses: dict[str, dict[str, Any]] = Field(default_factory=dict, description="defense parameters by name")
     datasets: list[DatasetSpec] | None = Field(None, description="evas_eval's datasets (default: the profile's); "
@@ -131,7 +136,7 @@ class SlurmResources(_Strict):
 
 class Profile(_Strict):
     description: str = ""
-    seeds: int = Field(gt=0, description="trials per cell: seeds 0..seeds-1")
+    seeds: int = Field(gt=0, le=MAX_SEEDS, description="trials per cell: seeds 0..seeds-1")
     dataset: DatasetSpec
     train: Recipe = Field(default_factory=Recipe)
     attacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -144,7 +149,7 @@ class Profile(_Strict):
 
 
 class SuiteModel(_Strict):
-    version: int
+    version: int = Field(description=f"the suite format; this naspoison reads version {SUITE_VERSION}")
     families: Families
     profiles: dict[str, Profile] = Field(min_length=1)
 
@@ -187,6 +192,8 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[tuple, str]]:
 
 def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
     out: list[tuple[tuple, str]] = []
+    if m.version != SUITE_VERSION:
+        out.append((("version",), f"suite version {m.version} is not known; this naspoison reads version {SUITE_VERSION}"))
     fam = m.families
     if not any(getattr(fam, f) for f in Families.model_fields):
         out.append((("families",), f"declares no family; add one of {', '.join(Families.model_fields)}"))
@@ -376,6 +383,40 @@ class Suite:
         problems = _semantic_problems(self.model)
         if problems:
             self._raise(problems)
+        self._resolve_paths()
+        self._checked: set[str] = set()
+
+    def datasets_of(self, name: str) -> list[tuple[tuple, DatasetSpec]]:
+        prof, at = self.model.profiles[name], ("profiles", name)
+        out = [(at + ("dataset",), prof.dataset)]
+        out += [(at + ("ood", "datasets", i), d) for i, d in enumerate(prof.ood.datasets)]
+        out += [(at + ("evas", "datasets", i), d) for i, d in enumerate(prof.evas.datasets or [])]
+        return out
+
+    def _resolve_paths(self) -> None:
+        """Dataset paths are relative to the suite file, not to wherever the command runs."""
+        from naspoison.data.datasets import resolve_path
+
+        for name in self.model.profiles:
+            for _, ds in self.datasets_of(name):
+                ds.path = resolve_path(ds.path, self.path.resolve().parent)
+
+    def check_data(self, name: str) -> None:
+        """A profile's .npz files, validated (and content-hashed for the keys) before anything runs."""
+        from naspoison.data.datasets import npz_digest
+
+        if name in self._checked:
+            return
+        problems = []
+        for at, ds in self.datasets_of(name):
+            if ds.name == "npz" and ds.path:
+                try:
+                    npz_digest(ds.path)
+                except (OSError, ValueError) as e:
+                    problems.append((at + ("path",), str(e)))
+        if problems:
+            self._raise(problems)
+        self._checked.add(name)
 
     def _raise(self, problems: list[tuple[tuple, str]]):
         raise SuiteError([(str(self.path), line_of(self.lines, loc), dotted(loc), msg) for loc, msg in problems])
@@ -384,4 +425,5 @@ class Suite:
         if name not in self.model.profiles:
             raise SuiteError([(str(self.path), line_of(self.lines, ("profiles",)), "profiles",
                                f"no profile {name!r}{did_you_mean(name, self.model.profiles)}")])
+        self.check_data(name)
         return self.model.profiles[name]

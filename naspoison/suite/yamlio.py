@@ -5,6 +5,7 @@ Scalars are resolved with the YAML 1.2 core schema: only true/false are booleans
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,27 @@ _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool",
 YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n", "Yes", "No", "On", "Off", "YES", "NO", "ON", "OFF", "Y", "N"}
 
 
+MAX_BYTES = 10 * 2**20   # a suite is a page of text; this is a typo'd path or a binary file
+MAX_VALUES = 200_000     # values after alias expansion ("billion laughs": a few lines that expand to gigabytes)
+MAX_DEPTH = 64           # nesting (a recursive alias would otherwise recurse forever)
+
+
 def load_with_lines(path: str | Path) -> tuple[Any, dict[Path_, int]]:
     """Parse ``path``; return the data and a map from key path to 1-based line number."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SuiteError([(str(path), None, "", f"{path.stat().st_size:,} bytes: too large for a suite file "
+                                                     f"(limit {MAX_BYTES:,})")])
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise SuiteError([(str(path), None, "", f"cannot read: {e.strerror}")]) from None
+        raise SuiteError([(str(path), None, "", f"cannot read: {e.strerror or e}")]) from None
+    except UnicodeDecodeError as e:
+        raise SuiteError([(str(path), None, "", f"not a UTF-8 text file (byte {e.start}: {e.reason}); "
+                                                "a suite is YAML text")]) from None
+    if "\x00" in text:
+        raise SuiteError([(str(path), text[:text.index("\x00")].count("\n") + 1, "",
+                           "contains NUL bytes: not a YAML text file")])
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as e:
@@ -79,8 +94,15 @@ def load_with_lines(path: str | Path) -> tuple[Any, dict[Path_, int]]:
     lines: dict[Path_, int] = {}
     problems: list[tuple[str, int | None, str, str]] = []
     loader = _Loader("")
+    count = [0]
+
+    class _TooBig(Exception):
+        pass
 
     def build(node, at: Path_):
+        count[0] += 1
+        if count[0] > MAX_VALUES or len(at) > MAX_DEPTH:
+            raise _TooBig(node.start_mark.line + 1)
         lines.setdefault(at, node.start_mark.line + 1)
         if node.tag not in _PLAIN_TAGS:  # no !!python/object or other constructors, ever
             problems.append((str(path), node.start_mark.line + 1, dotted(at), f"tag {node.tag} is not allowed"))
@@ -102,12 +124,19 @@ def load_with_lines(path: str | Path) -> tuple[Any, dict[Path_, int]]:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [build(item, at + (i,)) for i, item in enumerate(node.value)]
-        return loader.construct_object(node, deep=True)
+        value = loader.construct_object(node, deep=True)
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append((str(path), node.start_mark.line + 1, dotted(at),
+                             f"{node.value} is not a finite number; every number in a suite must be finite"))
+        return value
 
     try:
         data = build(root, ())
     except yaml.YAMLError as e:
         raise SuiteError([(str(path), None, "", f"not valid YAML: {e}")]) from None
+    except _TooBig as e:
+        raise SuiteError([(str(path), e.args[0], "", f"expands to more than {MAX_VALUES:,} values or {MAX_DEPTH} "
+                                                     "levels (YAML aliases?); a suite is far smaller")]) from None
     if problems:
         raise SuiteError(problems)
     return data, lines
