@@ -5,7 +5,8 @@
   naspoison report [SUITE --profile P | --trials CSV] [--out DIR]
   naspoison verify | merge SRC... | gc [--dry-run] | ls
   naspoison draw [SUITE --profile P] [--genotype G] [--arch A] [--out DIR]
-Exit status: 0 ok, 1 failed cells or failed check, 2 bad input (suite, arguments).
+Exit status: 0 ok, 1 failed cells, failed check or an unusable store/disk, 2 bad input (suite, data file,
+arguments, devices), 130 interrupted, 141 output closed (``| head``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, canonical_json, content_key
+from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, StoreError, canonical_json, content_key
 from naspoison.suite import Suite, SuiteError
 
 DEFAULT_STORE = "cache"
@@ -25,6 +26,44 @@ DEFAULT_REPORTS = "reports"
 
 class UsageError(Exception):
     """Bad input from the user: exit status 2."""
+
+
+EXIT_CODES = ("exit status: 0 ok; 1 failed cells, a failed check or verify, an unusable store or disk; "
+              "2 bad input (suite, data file, arguments, devices); 130 interrupted; 141 output closed (e.g. | head)")
+
+
+def _existing_store(path: str) -> ResultStore:
+    """A store to read: it must exist (a mistyped --store is an error, not an empty table)."""
+    root = Path(path)
+    if not root.exists():
+        raise UsageError(f"store {root} does not exist (mistyped --store?)")
+    return ResultStore(root, read_only=True)
+
+
+def _writable_store(path: str) -> ResultStore:
+    """A store to compute into: checked writable before any cell runs, not after the first one finishes."""
+    import tempfile
+
+    store = ResultStore(path)
+    try:
+        with tempfile.NamedTemporaryFile(dir=store.root, prefix=".tmp-probe-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"store {store.root} is not writable ({e.strerror or e}); use --store DIR, or "
+                         "--check / --plan / report to read it") from None
+    return store
+
+
+def _console_report(con, report: dict) -> None:
+    """The report's tables; the compact layout when the wide one does not fit the terminal."""
+    from rich.measure import Measurement
+
+    from naspoison.report.render import to_console
+
+    wide = to_console(report)
+    if Measurement.get(con, con.options, wide).maximum > con.width:
+        wide = to_console(report, compact=True)
+    con.print(wide)
 
 
 def _console():
@@ -36,12 +75,19 @@ def _console():
 def _load(args) -> tuple[Suite, list, list[str]]:
     from naspoison.suite.expand import expand, select, shard
 
+    if args.only is not None and not args.only.strip():
+        raise UsageError("--only is empty: give field=pattern terms, or leave --only out to run the whole profile")
     suite = Suite(args.suite)
     exp = expand(suite, args.profile)
     try:
         trials = shard(select(exp.trials, args.only), getattr(args, "shard", None))
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if not trials and args.only:
+        from naspoison.suite.expand import nearest_values
+
+        raise UsageError(f"no trial of profile {args.profile!r} matches --only {args.only!r}"
+                         + nearest_values(exp.trials, args.only))
     return suite, trials, exp.skipped
 
 
@@ -95,9 +141,9 @@ def cmd_bench(args) -> int:
         raise UsageError(f"no trial of profile {args.profile!r} matches --only {args.only!r}")
     if args.check:
         return _check(args, trials)
-    store = ResultStore(args.store, read_only=args.plan)
     if args.plan:
-        return _plan(args, trials, skipped, store)
+        return _plan(args, trials, skipped, ResultStore(args.store, read_only=True))
+    store = _writable_store(args.store)
     if args.compile:
         import os
 
@@ -123,19 +169,23 @@ def cmd_bench(args) -> int:
 
 
 def _finish(args, trials, summary, store: ResultStore, con, t0: float) -> int:
-    computed = ", ".join(f"{v} {k}" for k, v in sorted(summary.computed.items())) or "nothing (all cached)"
+    computed = ", ".join(f"{v} {k}" for k, v in sorted(summary.computed.items()))
+    computed = computed or ("nothing" if summary.failed else "nothing (all cached)")
     con.print(f"computed {computed} in {time.perf_counter() - t0:.1f} s")
     if summary.failed:
         con.print(f"[red]{len(summary.failed)} trial(s) failed[/] (kept in {store.root}/.failures, retried next run):")
         for f in summary.failed:
             con.print(f"  {f}")
     if not args.only and not args.shard:
-        _, report = _report_for(trials, ResultStore(args.store, read_only=True))
-        from naspoison.report.render import to_console
-
-        con.print(to_console(report))
-        for p in _write_reports(report, Path(args.reports) / args.profile):
-            con.print(f"wrote {p}")
+        col, report = _report_for(trials, ResultStore(args.store, read_only=True))
+        _console_report(con, report)
+        if summary.failed or col.missing or col.corrupt:
+            # a partial table must not replace a complete report (by default the committed reports/)
+            con.print(f"reports in {Path(args.reports) / args.profile} not written: {len(col.missing)} cells missing, "
+                      f"{len(col.corrupt)} corrupt")
+        else:
+            for p in _write_reports(report, Path(args.reports) / args.profile):
+                con.print(f"wrote {p}")
     return 1 if summary.failed else 0
 
 
@@ -177,16 +227,28 @@ def _trial_stored(trial, store: ResultStore) -> bool:
 
 
 def _devices(args) -> list[str]:
-    if args.devices:
-        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    else:
-        import torch
+    """Worker devices, checked before anything runs (a missing GPU would otherwise fail every cell)."""
+    import re
 
+    import torch
+
+    if args.devices is not None:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        if not devices:
+            raise UsageError(f"--devices {args.devices!r} names no device; e.g. cpu,cpu or cuda:0,cuda:1")
+    else:
         n = torch.cuda.device_count()
-        devices = [f"cuda:{i}" for i in range(n)] if n else ["cpu"] * max(1, args.workers)
+        devices = [f"cuda:{i}" for i in range(n)] if n else ["cpu"] * args.workers
+    n_gpu = None
     for d in devices:
-        if not (d == "cpu" or d.startswith("cuda")):
+        m = re.fullmatch(r"cuda(?::(\d+))?", d)
+        if not (d == "cpu" or m):
             raise UsageError(f"--devices entry {d!r} is not cpu or cuda:N")
+        if m:
+            n_gpu = torch.cuda.device_count() if n_gpu is None else n_gpu
+            if int(m.group(1) or 0) >= n_gpu:
+                raise UsageError(f"--devices entry {d!r}: this machine has {n_gpu} usable CUDA device(s)"
+                                 + ("" if n_gpu else " (CPU only: use cpu)"))
     return devices
 
 
@@ -207,10 +269,12 @@ class _Progress:
                 Progress,
                 TextColumn,
                 TimeElapsedColumn,
+                TimeRemainingColumn,
             )
 
+            # ETA from finished trials (rough: trials differ in cost), then the running cell's latest line
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=self.console)
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console)
             self.progress.start()
             self.task = self.progress.add_task("trials", total=self.total)
         return self
@@ -226,9 +290,15 @@ class _Progress:
             if self.progress:
                 self.progress.update(self.task, completed=len(self.finished))
             return
+        if kind == "start":  # a cell begins: the live bar says so before its first progress line
+            if self.progress:
+                self.progress.update(self.task, description=f"trials | {event['stage']} {event['label']}: started"[:120])
+            return
         if kind == "log":  # a long cell's progress: the live bar shows the latest, a log file keeps every line
             if self.progress:
                 self.progress.update(self.task, description=f"trials | {event['label']}: {event['message']}"[:120])
+                if event["message"].startswith("artifact "):  # an artifact evicted: keep it on screen
+                    self.progress.console.print(f"{event['label']}: {event['message']}", markup=False, highlight=False)
             else:
                 print(f"  {event['label']}: {event['message']}", flush=True)
             return
@@ -342,9 +412,11 @@ def _wall_estimates(store: ResultStore) -> dict[str, float]:
 
 def _check(args, trials) -> int:
     """Compute nothing, write nothing: fail on missing/corrupt cells, zero cells, or a changed report."""
-    store = ResultStore(args.store, read_only=True)
+    store = _existing_store(args.store)
     col, report = _report_for(trials, store)
     problems = []
+    if not Path(args.reports).is_dir():
+        problems.append(f"reports folder {args.reports} does not exist")
     if col.corrupt:
         problems += [f"corrupt: {c}" for c in col.corrupt]
     if col.missing:
@@ -352,24 +424,29 @@ def _check(args, trials) -> int:
     if col.checked == 0:
         problems.append("zero cells checked")
     committed = Path(args.reports) / args.profile / "report.json"
-    if not args.only and not args.shard:
-        if not committed.exists():
+    compared = not args.only and not args.shard
+    if compared:
+        if not committed.is_file():
             problems.append(f"no committed report at {committed}")
         else:
-            old = json.loads(committed.read_text())
-            if canonical_json(old) != canonical_json(report):
+            try:
+                old = json.loads(committed.read_text())
+            except (OSError, ValueError, RecursionError) as e:
+                old = None
+                problems.append(f"committed report {committed} is unreadable ({type(e).__name__})")
+            if old is not None and canonical_json(old) != canonical_json(report):
                 problems.append(f"report differs from the committed {committed}")
     for p in problems:
         print(p)
+    said = f"; report matches {committed}" if compared else "; report not compared (--only/--shard select part of it)"
     print(f"check: {col.checked} cells verified, {len(col.missing)} missing, {len(col.corrupt)} corrupt"
-          + ("" if problems else f"; report matches {committed}") + (" — FAILED" if problems else " — ok"))
+          + ("" if problems else said) + (" — FAILED" if problems else " — ok"))
     return 1 if problems else 0
 
 
 # ----------------------------------------------------------------------------- report
 def cmd_report(args) -> int:
     from naspoison.report.analysis import analyse, read_trials_csv
-    from naspoison.report.render import to_console
 
     if args.trials:
         try:
@@ -381,11 +458,15 @@ def cmd_report(args) -> int:
         if not args.suite:
             raise UsageError("report needs a SUITE (with --profile) or --trials CSV")
         _, trials, _ = _load(args)
-        col, report = _report_for(trials, ResultStore(args.store, read_only=True))
+        col, report = _report_for(trials, _existing_store(args.store))
         if col.missing or col.corrupt:
             print(f"note: {len(col.missing)} cells missing, {len(col.corrupt)} corrupt (not used); "
                   f"run `naspoison bench` / `naspoison verify`", file=sys.stderr)
-    _console().print(to_console(report))
+        if col.checked == 0:
+            print(f"naspoison: store {args.store} holds no result of profile {args.profile!r}: no table "
+                  "(mistyped --store or --profile? run `naspoison bench` first)", file=sys.stderr)
+            return 1
+    _console_report(_console(), report)
     if args.out:
         for p in _write_reports(report, Path(args.out)):
             print(f"wrote {p}")
@@ -394,22 +475,25 @@ def cmd_report(args) -> int:
 
 # ----------------------------------------------------------------------------- store upkeep
 def cmd_verify(args) -> int:
-    store = ResultStore(args.store, read_only=True)
-    n, bad = 0, []
+    store = _existing_store(args.store)
+    n, bad, legacy = 0, [], 0
     for path in store.iter_files():
         n += 1
         try:
-            store.load_file(path)
+            legacy += not store.load_file(path).provenance_covered
         except CorruptRecord as e:
             bad.append(str(e))
     for b in bad:
         print(f"CORRUPT {b}")
-    print(f"verify: {n} result files, {len(bad)} corrupt")
+    print(f"verify: {n} result files, {len(bad)} corrupt"
+          + (f"; {legacy} written before record digests (their provenance is not covered)" if legacy else "")
+          + ("; digests catch accidental edits, not a forger: `verify --recompute` checks results by recomputing"
+             if n else f"; {store.root} holds no results"))
     return 1 if bad or n == 0 else 0
 
 
 def cmd_ls(args) -> int:
-    store = ResultStore(args.store, read_only=True)
+    store = _existing_store(args.store)
     counts: dict[str, int] = {}
     for path in store.iter_files():
         counts[path.parent.name] = counts.get(path.parent.name, 0) + 1
@@ -421,7 +505,9 @@ def cmd_ls(args) -> int:
                 print(f"CORRUPT {e}")
     for stage, c in sorted(counts.items()):
         print(f"{stage}: {c}")
-    print(f"failures: {len(store.failures())}")
+    failures = store.failures()
+    damaged = sum(f["spec"] is None for f in failures)
+    print(f"failures: {len(failures)}" + (f" ({damaged} unreadable; `naspoison gc` removes them)" if damaged else ""))
     return 0
 
 
@@ -434,13 +520,19 @@ def cmd_merge(args) -> int:
         s = ResultStore(src, read_only=True)
         if not s.root.is_dir():
             raise UsageError(f"merge source {src} is not a directory")
+        if s.root.resolve() == dest.root.resolve():
+            raise UsageError(f"merge source {src} is the store itself")
         for path in s.iter_files():
             try:
                 rec = s.load_file(path)
             except CorruptRecord as e:
                 bad.append(str(e))
                 continue
-            mine = dest.get(rec.stage, rec.key)
+            try:
+                mine = dest.get(rec.stage, rec.key)
+            except CorruptRecord as e:  # never overwritten: the user decides (verify, then remove it)
+                conflicts.append(f"{rec.stage}/{rec.key}: ours is corrupt, not replaced ({e}); run `naspoison verify`")
+                continue
             if mine is None:
                 dest.put(rec.spec, rec.result, rec.provenance)
                 added += 1
@@ -459,13 +551,17 @@ def cmd_merge(args) -> int:
 def cmd_gc(args) -> int:
     """Remove leftovers (temporary files, stale locks, failures of cells now done). Results are never
     deleted: unreferenced ones (by no profile of SUITE) are only listed."""
-    store = ResultStore(args.store, read_only=args.dry_run)
+    store = _existing_store(args.store) if args.dry_run else ResultStore(args.store)
     root = store.root
     leftovers = list(root.glob("*/.tmp-*"))
     locks = [p for p in (root / ".locks").glob("*.lock") if ResultStore._lock_is_stale(p)] if (root / ".locks").exists() else []
-    done_failures = [root / ".failures" / f"{f['key']}.json" for f in store.failures()
-                     if store.has(f["spec"]["stage"], f["key"])]
-    for label, paths in (("temporary file", leftovers), ("stale lock", locks), ("failure of a finished cell", done_failures)):
+    failures = store.failures()
+    done_failures = [root / ".failures" / f"{f['key']}.json" for f in failures
+                     if f["spec"] is not None and store.has(f["spec"].get("stage", ""), f["key"])]
+    damaged = [Path(f["path"]) for f in failures if f["spec"] is None]  # e.g. a full disk mid-write
+    leftovers += list((root / ".failures").glob(".tmp-*")) if (root / ".failures").is_dir() else []
+    for label, paths in (("temporary file", leftovers), ("stale lock", locks), ("failure of a finished cell", done_failures),
+                         ("unreadable failure file", damaged)):
         for p in paths:
             print(f"{'would remove' if args.dry_run else 'removed'} {label}: {p}")
             if not args.dry_run:
@@ -548,29 +644,55 @@ def _genotype_arg(value: str):
 
 
 # ----------------------------------------------------------------------------- entry point
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not at least 1")
+    return n
+
+
+def _version() -> str:
+    import naspoison
+
+    return f"naspoison {naspoison.__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="naspoison", description="Audit neural architecture search under data poisoning.")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = argparse.ArgumentParser(prog="naspoison", description="Audit neural architecture search under data poisoning.",
+                                 epilog=EXIT_CODES)
+    ap.add_argument("--version", action="version", version=_version())
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _sub_parser = sub.add_parser
+
+    def add_parser(*a, **kw):  # every subcommand's --help ends with the exit codes
+        kw.setdefault("epilog", EXIT_CODES)
+        return _sub_parser(*a, **kw)
+
+    sub.add_parser = add_parser
 
     def store_opt(p):
         p.add_argument("--store", default=DEFAULT_STORE, help="results store directory (default: cache)")
 
     b = sub.add_parser("bench", help="run (or --plan, --check) a profile of a suite")
-    b.add_argument("suite")
-    b.add_argument("--profile", default="demo")
+    b.add_argument("suite", help="the suite file (YAML), e.g. suite.yaml")
+    b.add_argument("--profile", default="demo", help="which profile of the suite (default: demo)")
     b.add_argument("--only", help="filter trials, e.g. 'attack=gaussian_noise|none,seed=0'")
     b.add_argument("--plan", action="store_true", help="show cells to run, cached, reused and estimated cost")
     b.add_argument("--check", action="store_true", help="compute nothing; fail on missing/corrupt cells or a changed report")
     b.add_argument("--shard", help="i/N: run only every N-th trial from the i-th")
     b.add_argument("--devices", help="comma-separated, one worker each: cpu,cpu or cuda:0,cuda:1 (default: every GPU, else cpu)")
-    b.add_argument("--workers", type=int, default=1, help="CPU workers when --devices is not given")
+    b.add_argument("--workers", type=_positive_int, default=1,
+                   help="CPU workers when --devices is not given and there is no GPU (default: 1)")
     b.add_argument("--executor", choices=("processes", "slurm", "submitit-local"), default="processes",
                    help="processes: workers on this machine (default); slurm: a submitit job array; "
                         "submitit-local: the same array as local processes (testing)")
     b.add_argument("--compile", metavar="BACKEND", help="torch.compile the training step (inductor on a GPU; "
                    "eager to test the plumbing); a speed option, not part of the cells' keys")
-    b.add_argument("--tasks", type=int, default=8, help="array tasks for --executor slurm (groups of trials)")
-    b.add_argument("--slurm-partition")
+    b.add_argument("--tasks", type=_positive_int, default=8, help="array tasks for --executor slurm (groups of trials; default: 8)")
+    b.add_argument("--slurm-partition", help="SLURM partition (default: the profile's slurm.partition)")
     b.add_argument("--slurm-time", type=int, help="minutes per task (default: the profile's slurm.time_min)")
     b.add_argument("--slurm-gpus", type=int, help="GPUs per task")
     b.add_argument("--slurm-cpus", type=int, help="CPUs per task")
@@ -582,9 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=cmd_bench)
 
     r = sub.add_parser("report", help="tables from the store (read-only) or from a CSV of trials")
-    r.add_argument("suite", nargs="?")
-    r.add_argument("--profile", default="demo")
-    r.add_argument("--only")
+    r.add_argument("suite", nargs="?", help="the suite file whose profile's table to show")
+    r.add_argument("--profile", default="demo", help="which profile of the suite (default: demo)")
+    r.add_argument("--only", help="filter trials, as for bench")
     r.add_argument("--trials", help="CSV with attack,budget,algorithm,seed,accuracy (percent)")
     r.add_argument("--out", help="also write report.{json,csv,md,tex} here")
     store_opt(r)
@@ -594,27 +716,27 @@ def build_parser() -> argparse.ArgumentParser:
     store_opt(v)
     v.set_defaults(fn=cmd_verify)
     m = sub.add_parser("merge", help="union other stores' results into this one")
-    m.add_argument("sources", nargs="+")
+    m.add_argument("sources", nargs="+", help="other stores (folders) whose results to add")
     store_opt(m)
     m.set_defaults(fn=cmd_merge)
     g = sub.add_parser("gc", help="remove temporary files, stale locks and stale failures")
-    g.add_argument("--dry-run", action="store_true")
+    g.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     g.add_argument("--suite", help="also list results no profile of this suite references")
     store_opt(g)
     g.set_defaults(fn=cmd_gc)
     ls = sub.add_parser("ls", help="count results per stage")
-    ls.add_argument("-l", "--long", action="store_true")
+    ls.add_argument("-l", "--long", action="store_true", help="one line per result: stage, key, parameters")
     store_opt(ls)
     ls.set_defaults(fn=cmd_ls)
 
     dr = sub.add_parser("draw", help="cell pictures (PNG/SVG) of a genotype, an NB201 arch, or a profile's found architectures")
     dr.add_argument("suite", nargs="?", help="draw every architecture the store holds for this suite's profile")
-    dr.add_argument("--profile", default="demo")
-    dr.add_argument("--only")
+    dr.add_argument("--profile", default="demo", help="which profile of the suite (default: demo)")
+    dr.add_argument("--only", help="filter trials, as for bench")
     dr.add_argument("--genotype", help="published name (darts_v2, pdarts), genotype JSON, or a JSON file")
     dr.add_argument("--arch", help="an NB201 arch string")
     dr.add_argument("--name", help="file stem for --genotype / --arch")
-    dr.add_argument("--format", default="png,svg")
+    dr.add_argument("--format", default="png,svg", help="png, svg or png,svg (default: png,svg)")
     dr.add_argument("--out", default="cells", help="output folder (default: cells)")
     store_opt(dr)
     dr.set_defaults(fn=cmd_draw)
@@ -629,12 +751,22 @@ def main(argv: list[str] | None = None) -> int:
         for line in e.lines():
             print(line, file=sys.stderr)
         return 2
-    except UsageError as e:
+    except (UsageError, StoreError) as e:
         print(f"naspoison: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished cells are kept, rerun to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (| head): no traceback, and no further writes to the closed pipe
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:  # a full disk, a read-only folder, an artifact cache that cannot be opened
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"naspoison: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -77,3 +77,105 @@ def test_builtin_keys_are_unchanged_and_their_content_is_pinned(monkeypatch):
     monkeypatch.setitem(datasets.BUILTIN_DIGESTS, "digits", "0" * 64)
     with pytest.raises(RuntimeError, match="differs from the one its cells were keyed on"):
         datasets._digits(datasets.DatasetSpec(name="digits"))
+
+
+# ----------------------------------------------------------------------------- digests (issue 24, case 2)
+def _one_record(tmp_path):
+    import json
+
+    from naspoison.store import ResultStore
+
+    store = ResultStore(tmp_path / "store")
+    rec = store.put({"stage": "train", "version": "1", "params": {"seed": 0}, "upstream": {}}, {"test_acc": 0.5},
+                    {"device": "cpu", "host": "a"})
+    path = store.path("train", rec.key)
+    return store, path, json.loads(path.read_text())
+
+
+def test_provenance_is_covered_by_the_record_digest(tmp_path):
+    """Before: only the result was hashed; provenance could be edited freely and still verify."""
+    import json
+
+    from naspoison.store import CorruptRecord, ResultStore
+
+    store, path, raw = _one_record(tmp_path)
+    assert ResultStore.load_file(path).provenance_covered
+    raw["provenance"]["host"] = "somewhere-else"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CorruptRecord, match="record digest"):
+        ResultStore.load_file(path)
+
+
+def test_a_result_edit_with_a_recomputed_result_digest_is_still_caught(tmp_path):
+    import json
+
+    from naspoison.store import CorruptRecord, ResultStore
+    from naspoison.store.results import _digest
+
+    store, path, raw = _one_record(tmp_path)
+    raw["result"]["test_acc"] = 0.99
+    raw["result_digest"] = _digest(raw["result"])  # careless: fixed one digest, not the other
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CorruptRecord, match="record digest"):
+        ResultStore.load_file(path)
+
+
+def test_records_written_before_record_digests_still_verify_and_are_counted(tmp_path, capsys):
+    import json
+
+    from naspoison.cli import main
+    from naspoison.store import ResultStore
+
+    store, path, raw = _one_record(tmp_path)
+    del raw["record_digest"]
+    path.write_text(json.dumps(raw))
+    rec = ResultStore.load_file(path)
+    assert rec.result == {"test_acc": 0.5} and not rec.provenance_covered
+    assert main(["verify", "--store", str(tmp_path / "store")]) == 0
+    assert "1 written before record digests" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- artifacts (issue 24, case 3)
+@pytest.fixture
+def poison_cell(tmp_path):
+    from naspoison.attacks import ATTACKS
+    from naspoison.store import ArtifactCache, ResultStore
+
+    dataset = datasets.DatasetSpec(name="digits", train_size=200, test_size=50).model_dump()
+    params = ATTACKS["random_label_flip"].Params().model_dump()
+    spec = stages.poison_spec(dataset, "random_label_flip", 0.2, params, 0)
+    other = stages.poison_spec(dataset, "random_label_flip", 0.2, params, 1)
+    store, art = ResultStore(tmp_path / "store"), ArtifactCache(tmp_path / "art")
+    stages.run_stage(store, spec, lambda d: stages.compute_poison(spec, dataset, art, d, store), "cpu")
+    truth = stages.make_poison(spec, dataset).apply(datasets.load_dataset(dataset))
+    yield dataset, spec, other, store, art, truth
+    art.close()
+
+
+def test_a_replaced_artifact_is_detected_evicted_and_recomputed(poison_cell):
+    """Before: a different but valid poisoned set under the key was used silently by the search."""
+    dataset, spec, other, store, art, truth = poison_cell
+    key = content_key(spec)
+    assert store.get("poison", key).provenance["artifacts"][key] == datasets.hashlib.sha256(
+        stages.make_poison(spec, dataset).to_bytes()).hexdigest()
+    wrong = stages.make_poison(other, dataset).to_bytes()  # valid, but another seed's flips
+    art.put(key, wrong)
+    logs = []
+    got = stages.poisoned_data(spec, dataset, art, "cpu", store, log=logs.append)
+    assert np.array_equal(got.y_train, truth.y_train)
+    assert any("is not the artifact its record was made with" in m and "evicted" in m for m in logs)
+    assert art.get(key) == stages.make_poison(spec, dataset).to_bytes()  # the recomputation replaced it
+
+
+@pytest.mark.parametrize("framed", [True, False])
+def test_a_truncated_artifact_is_detected_evicted_and_recomputed(poison_cell, framed):
+    """Before: BadZipFile in every search that read it, forever. ``framed``: written with its own digest (now)
+    or a bare value from a cache written before digests."""
+    dataset, spec, other, store, art, truth = poison_cell
+    key = content_key(spec)
+    full = art.raw(key) if framed else art.get(key)
+    art._cache.set(key, full[: len(full) // 2])
+    logs = []
+    got = stages.poisoned_data(spec, dataset, art, "cpu", store, log=logs.append)
+    assert np.array_equal(got.y_train, truth.y_train)
+    assert any("evicted" in m for m in logs), logs

@@ -28,9 +28,10 @@ def surrogate_model(data: ImageData, recipe: SurrogateRecipe, ctx: AttackContext
     """The trained surrogate in eval mode on ``device`` and its record (test accuracy, curves)."""
     key = "surrogate/" + content_key({"artifact": "surrogate", "version": VERSION,
                                       "dataset": ctx.dataset_identity, "recipe": recipe.model_dump()})
-    blob = ctx.artifacts.get(key) if ctx.artifacts is not None else None
-    if blob is not None:
-        state, info = state_from_bytes(blob)
+    # shared by many poison cells, so no one record holds its digest: checked for damage (and parsed) only
+    loaded = ctx.artifacts.load(key, state_from_bytes, log=ctx.log) if ctx.artifacts is not None else None
+    if loaded is not None:
+        state, info = loaded
         model = ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.width)
         model.load_state_dict(state)
         ctx.log(f"surrogate ResNet-18 from the artifact cache (test accuracy {info['test_acc']:.4f})")

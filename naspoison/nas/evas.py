@@ -92,10 +92,9 @@ class Scorer:
         if arch in self.memo:
             return self.memo[arch]
         key = self.artifact_key(arch)
-        blob = self.artifacts.get(key) if self.artifacts is not None else None
-        if blob is not None:
-            out = json.loads(blob.decode())
-        else:
+        # shared by every search and score cell: checked for damage (and parsed) only
+        out = self.artifacts.load(key, lambda b: json.loads(b.decode())) if self.artifacts is not None else None
+        if out is None:
             out = self.compute(ops)
             if self.artifacts is not None:
                 self.artifacts.put(key, json.dumps(out).encode())

@@ -170,10 +170,13 @@ def _evas_console(t: dict) -> list:
     return tables
 
 
-def to_console(report: dict, title: str = "Robustness of NAS to data poisoning"):
+def to_console(report: dict, title: str = "Robustness of NAS to data poisoning", compact: bool = False):
+    """``compact``: the poisoning table one row per (attack, budget, algorithm), five columns, for a narrow
+    terminal (the wide layout wraps every row into three lines at 80 columns and truncates names)."""
     from rich.console import Group
 
-    parts = [_poisoning_console(report, title)] if _has_poisoning_rows(report) else []
+    table = _poisoning_console_long if compact else _poisoning_console
+    parts = [table(report, title)] if _has_poisoning_rows(report) else []
     if "evas" in report:
         parts += _evas_console(report["evas"])
     if "defended" in report:
@@ -212,6 +215,27 @@ def _poisoning_console(report: dict, title: str):
             else:
                 cells += [_acc(r), _dimp(r)]
         table.add_row(attack_title(attack), _budget(budget), *cells)
+    return table
+
+
+def _poisoning_console_long(report: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=title, caption="\n".join(footnotes(report)), caption_justify="left")
+    for col, just in (("Poisoning attack", "left"), ("p", "right"), ("algorithm", "left"), ("Acc.", "right"),
+                      ("ΔImp.", "right")):
+        table.add_column(col, justify=just, no_wrap=True)
+    for (attack, budget), by_alg in _grid(report).items():
+        first = True
+        for a in report["algorithms"]:
+            r = by_alg.get(a)
+            if r is None:
+                continue
+            acc, dimp = (f"[bold underline]{_acc(r)}[/]{MARK}", f"[bold underline]{_dimp(r)}[/]{MARK}") if _sig(r) \
+                else (_acc(r), _dimp(r))
+            table.add_row(attack_title(attack) if first else "", _budget(budget) if first else "", a, acc, dimp,
+                          end_section=a == [x for x in report["algorithms"] if x in by_alg][-1])
+            first = False
     return table
 
 

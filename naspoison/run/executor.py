@@ -48,6 +48,7 @@ def _ensure(store: ResultStore, spec: dict, compute: Callable[[str], dict], devi
         if rec is not None:
             return rec.result
         t0 = time.perf_counter()
+        emit({"kind": "start", "stage": stage, "label": label, "key": key})
         result = stages.run_stage(store, spec, compute, device)
         summary.computed[stage] = summary.computed.get(stage, 0) + 1
         emit({"kind": "done", "stage": stage, "label": label, "key": key,
@@ -73,9 +74,9 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
             if spec["stage"] == "backdoor":
                 backdoor, compute = spec, (lambda d, s=spec: stages.compute_backdoor(s, ds, artifacts, d, log))
             elif spec["stage"] == "scenario":
-                compute = (lambda d, s=spec, b=backdoor: stages.compute_scenario(s, b, ds, artifacts, d, log))
+                compute = (lambda d, s=spec, b=backdoor: stages.compute_scenario(s, b, ds, artifacts, d, log, store))
             elif spec["stage"] == "defense":
-                compute = (lambda d, s=spec, b=backdoor: stages.compute_defense(s, b, ds, artifacts, d, log))
+                compute = (lambda d, s=spec, b=backdoor: stages.compute_defense(s, b, ds, artifacts, d, log, store))
             else:
                 compute = (lambda d, s=spec: stages.compute_evas_score(s, ds, artifacts, d))
             _ensure(store, spec, compute, device, label, emit, summary)
@@ -116,8 +117,8 @@ def attempt(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: 
         emit({"kind": "trial", "label": trial.label})
     except _Blocked:
         return False
-    except KeyboardInterrupt:
-        raise
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise  # the user stopped it, or the output was closed (| head): not a failure of the cell
     except CorruptRecord as e:
         summary.failed.append(f"{trial.label}: {e} (run `naspoison verify`)")
         emit({"kind": "failed", "label": trial.label, "error": str(e)})
@@ -173,6 +174,34 @@ def _complete(trial: Trial, store: ResultStore) -> bool:
 
 
 # ----------------------------------------------------------------------------- many workers
+def die_with_parent(parent_pid: int) -> None:
+    """In a worker or manager process: exit when the process that started it dies, even by ``kill -9`` (which
+    runs no cleanup in the parent). Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG); elsewhere a thread
+    polls the parent. Either way no orphan keeps computing a run nobody waits for."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
 def _worker(args) -> RunSummary:
     """Take trial indices from the shared queue until it is empty; a blocked trial goes to the back."""
     import queue as q
@@ -206,13 +235,16 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
     ctx = mp.get_context("spawn")
     n_cpu = sum(d == "cpu" for d in devices)
     threads = max(1, (os.cpu_count() or 1) // max(1, n_cpu))
-    manager = ctx.Manager()
+    from multiprocessing.managers import SyncManager
+
+    manager = SyncManager(ctx=ctx)
+    manager.start(die_with_parent, (os.getpid(),))
     tasks, events = manager.Queue(), manager.Queue()
     for i in range(len(trials)):
         tasks.put(i)
     jobs = [(trials, str(store.root), str(artifacts.directory), dev, threads, tasks, events, poll) for dev in devices]
     total = RunSummary()
-    with ctx.Pool(len(devices)) as pool:
+    with ctx.Pool(len(devices), initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         result = pool.map_async(_worker, jobs)
         while not result.ready():
             _drain(events, emit, timeout=0.2)

@@ -30,7 +30,7 @@ def run_group(trials: list[Trial], store_root: str, artifact_dir: str, poll: flo
     artifacts = ArtifactCache(artifact_dir)
     try:
         summary = run_parallel(trials, ResultStore(store_root), artifacts, devices, poll=poll,
-                               emit=lambda e: print(_line(e), flush=True) if e["kind"] != "trial" else None)
+                               emit=lambda e: print(_line(e), flush=True) if e["kind"] not in ("trial", "start") else None)
     finally:
         artifacts.close()
     return {"computed": summary.computed, "failed": summary.failed, "trials_done": summary.trials_done,

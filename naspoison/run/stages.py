@@ -20,7 +20,8 @@ from naspoison.attacks import ATTACKS, AttackContext, Poison
 from naspoison.data.datasets import ImageData, content_identity, load_dataset
 from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
-from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
+from naspoison.store import ArtifactCache, Record, ResultStore, content_key, state_to_bytes
+from naspoison.store.artifacts import recording
 
 VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1", "sanitize": "1"}
 SPACE = "darts"
@@ -130,19 +131,46 @@ def make_poison(spec: dict, dataset: dict, artifacts: ArtifactCache | None = Non
     return attack.poison(data, p["budget"], attack.Params.model_validate(p["attack_params"]), rng, device, ctx)
 
 
+def _record(store: ResultStore | None, spec: dict) -> Record | None:
+    return store.get(spec["stage"], content_key(spec)) if store is not None else None
+
+
+def load_artifact(artifacts: ArtifactCache | None, key: str, parse, record: Record | None, log=None):
+    """An artifact checked against the digest its producing ``record`` holds (see store.artifacts); None when it
+    must be recomputed. A record written before artifact digests existed: checked for damage only, said once."""
+    if artifacts is None:
+        return None
+    expect = (record.provenance.get("artifacts") or {}).get(key) if record is not None else None
+    if record is not None and expect is None:
+        artifacts.unverified(key, log)
+    return artifacts.load(key, parse, expect, log)
+
+
+def recomputed(artifacts: ArtifactCache | None, key: str, blob: bytes, record: Record | None, log=None) -> None:
+    """Keep a recomputed artifact; say so if it is not bit-identical to the one its record was made with."""
+    if artifacts is not None:
+        note_drift(key, artifacts.put(key, blob), record, log)
+
+
+def note_drift(key: str, digest: str | None, record: Record | None, log=None) -> None:
+    expect = (record.provenance.get("artifacts") or {}).get(key) if record is not None else None
+    if expect is not None and digest != expect:
+        (log or (lambda m: None))(f"artifact {key}: the recomputation differs from the one its record was made "
+                                  "with (not bit-reproducible here); using the recomputation")
+
+
 def poisoned_data(poison: dict | None, dataset: dict, artifacts: ArtifactCache, device: str = "cpu",
-                  store: ResultStore | None = None) -> ImageData:
-    """The (possibly poisoned) training set a search sees; recomputed if the artifact was evicted."""
+                  store: ResultStore | None = None, log=None) -> ImageData:
+    """The (possibly poisoned) training set a search sees; recomputed if the artifact was evicted or fails its
+    check against the poison record."""
     clean = load_dataset(dataset)
     if poison is None:
         return clean
-    key = content_key(poison)
-    blob = artifacts.get(key)
-    if blob is None:
-        p = make_poison(poison, dataset, artifacts, device, store)
-        artifacts.put(key, p.to_bytes())
-    else:
-        p = Poison.from_bytes(blob)
+    key, record = content_key(poison), _record(store, poison)
+    p = load_artifact(artifacts, key, Poison.from_bytes, record, log)
+    if p is None:
+        p = make_poison(poison, dataset, artifacts, device, store, log)
+        recomputed(artifacts, key, p.to_bytes(), record, log)
     return p.apply(clean)
 
 
@@ -160,7 +188,7 @@ def make_sanitized(spec: dict, poison: dict | None, dataset: dict, artifacts: Ar
     p = spec["params"]
     sanitizer = SANITIZERS[p["defense"]]()
     params = sanitizer.Params.model_validate_json(json.dumps(p["defense_params"]))
-    data = poisoned_data(poison, dataset, artifacts, device, store)
+    data = poisoned_data(poison, dataset, artifacts, device, store, log)
     return sanitizer.apply(data, params, p["seed"], device, log, clean_labels=load_dataset(dataset).y_train)
 
 
@@ -172,20 +200,19 @@ def compute_sanitize(spec: dict, poison: dict | None, dataset: dict, artifacts: 
 
 
 def search_data(poison: dict | None, sanitize: dict | None, dataset: dict, artifacts: ArtifactCache,
-                device: str = "cpu", store: ResultStore | None = None) -> ImageData:
+                device: str = "cpu", store: ResultStore | None = None, log=None) -> ImageData:
     """What a search reads: the (possibly poisoned) set, sanitized if the search is defended; recomputed if
-    an artifact was evicted."""
-    data = poisoned_data(poison, dataset, artifacts, device, store)
+    an artifact was evicted or fails its check."""
+    data = poisoned_data(poison, dataset, artifacts, device, store, log)
     if sanitize is None:
         return data
     from naspoison.sanitize import Sanitized
 
-    blob = artifacts.get(content_key(sanitize))
-    if blob is None:
-        s = make_sanitized(sanitize, poison, dataset, artifacts, device, store)
-        artifacts.put(content_key(sanitize), s.to_bytes())
-    else:
-        s = Sanitized.from_bytes(blob)
+    key, record = content_key(sanitize), _record(store, sanitize)
+    s = load_artifact(artifacts, key, Sanitized.from_bytes, record, log)
+    if s is None:
+        s = make_sanitized(sanitize, poison, dataset, artifacts, device, store, log)
+        recomputed(artifacts, key, s.to_bytes(), record, log)
     return s.apply(data)
 
 
@@ -195,7 +222,7 @@ def compute_search(spec: dict, poison: dict | None, dataset: dict, artifacts: Ar
     An algorithm whose final supernet is an attack target (``gc_target == "alphas"``) leaves it as an artifact."""
     p = spec["params"]
     alg = ALGORITHMS[p["algorithm"]]()
-    data = search_data(poison, sanitize, dataset, artifacts, device, store)
+    data = search_data(poison, sanitize, dataset, artifacts, device, store, log)
     # JSON mode: a spec read back from the store has lists where the model has tuples
     params = alg.Params.model_validate_json(json.dumps(p["algorithm_params"]))
     if getattr(alg, "gc_target", "weights") == "alphas":
@@ -218,7 +245,7 @@ def compute_metric_cell(spec: dict, poison: dict | None, dataset: dict, artifact
     from naspoison.analyses.sensitivity import SensitivityParams, metric_values
 
     params = SensitivityParams.model_validate_json(json.dumps(spec["params"]["analysis_params"]))
-    return metric_values(poisoned_data(poison, dataset, artifacts, device, store), params, device, log)
+    return metric_values(poisoned_data(poison, dataset, artifacts, device, store, log), params, device, log)
 
 
 def train_model(spec: dict, dataset: dict, device: str):
@@ -278,23 +305,28 @@ def compute_backdoor(spec: dict, dataset: dict, artifacts: ArtifactCache | None,
     return result
 
 
-def backdoor_models(spec: dict, dataset: dict, artifacts: ArtifactCache | None, device: str, log=None):
-    """(model, generator) of a backdoor cell from the artifact cache, recomputed if evicted (deterministic on CPU)."""
+def backdoor_models(spec: dict, dataset: dict, artifacts: ArtifactCache | None, device: str, log=None,
+                    store: ResultStore | None = None):
+    """(model, generator) of a backdoor cell from the artifact cache, recomputed if evicted or failing its check
+    against the backdoor record (deterministic on CPU)."""
     from naspoison.backdoor import TriggerGenerator
     from naspoison.backdoor.attack import GeneratorRecipe
     from naspoison.backdoor.evaluate import ModelRecipe, build_model
     from naspoison.data.augment import channel_stats
     from naspoison.store import state_from_bytes
 
-    blob = artifacts.get(backdoor_key(spec)) if artifacts is not None else None
-    if blob is None:
+    record = _record(store, spec)
+    loaded = load_artifact(artifacts, backdoor_key(spec), state_from_bytes, record, log)
+    if loaded is None:
         (log or (lambda m: None))("backdoor weights not in the artifact cache: recomputing the backdoor cell")
-        compute_backdoor(spec, dataset, artifacts, device, log)
-        blob = artifacts.get(backdoor_key(spec)) if artifacts is not None else None
-        if blob is None:
+        with recording() as written:
+            compute_backdoor(spec, dataset, artifacts, device, log)
+        if backdoor_key(spec) not in written:
             raise RuntimeError("the artifact cache did not keep the backdoor weights (size limit too small?)")
+        note_drift(backdoor_key(spec), written[backdoor_key(spec)], record, log)
+        loaded = state_from_bytes(artifacts.get(backdoor_key(spec)))
     p, data = spec["params"], load_dataset(dataset)
-    state, _ = state_from_bytes(blob)
+    state, _ = loaded
     model = build_model(p["arch"], data, ModelRecipe.model_validate(p["recipe"]))
     model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
     g = GeneratorRecipe.model_validate(p["generator"])
@@ -304,14 +336,14 @@ def backdoor_models(spec: dict, dataset: dict, artifacts: ArtifactCache | None, 
 
 
 def compute_defense(spec: dict, backdoor: dict, dataset: dict, artifacts: ArtifactCache | None, device: str,
-                    log=None) -> dict:
+                    log=None, store: ResultStore | None = None) -> dict:
     import torch
 
     from naspoison.defenses import DEFENSES, Suspect
 
     p = spec["params"]
     fn, params_cls = DEFENSES[p["defense"]]
-    model, gen = backdoor_models(backdoor, dataset, artifacts, device, log)
+    model, gen = backdoor_models(backdoor, dataset, artifacts, device, log, store)
     for q in gen.parameters():
         q.requires_grad_(False)
     suspect = Suspect(model, gen, load_dataset(dataset), backdoor["params"]["generator"]["target"], torch.device(device))
@@ -320,13 +352,13 @@ def compute_defense(spec: dict, backdoor: dict, dataset: dict, artifacts: Artifa
 
 
 def compute_scenario(spec: dict, backdoor: dict, dataset: dict, artifacts: ArtifactCache | None, device: str,
-                     log=None) -> dict:
+                     log=None, store: ResultStore | None = None) -> dict:
     from naspoison.backdoor.attack import GeneratorRecipe
     from naspoison.backdoor.evaluate import ModelRecipe
     from naspoison.backdoor.scenarios import FinetuneRecipe, run_scenario
 
     p, b = spec["params"], backdoor["params"]
-    model, gen = backdoor_models(backdoor, dataset, artifacts, device, log)
+    model, gen = backdoor_models(backdoor, dataset, artifacts, device, log, store)
     return run_scenario(p["scenario"], model, gen, load_dataset(dataset), ModelRecipe.model_validate(b["recipe"]),
                         FinetuneRecipe.model_validate(p["finetune"]), GeneratorRecipe.model_validate(b["generator"]),
                         b["arch"], p["seed"], p["fraction"], device, log)
@@ -354,7 +386,12 @@ def provenance(device: str, start: float, end: float) -> dict:
 
 
 def run_stage(store: ResultStore, spec: dict, compute, device: str) -> dict:
-    """Compute a cell on ``device`` and store it with its provenance; returns the stored result."""
+    """Compute a cell on ``device`` and store it with its provenance; returns the stored result. The digests of
+    the artifacts the cell made (keys holding its own key) go into its provenance: every later load checks them."""
     start = time.time()
-    result = compute(device)
-    return store.put(spec, result, provenance(device, start, time.time())).result
+    key = content_key(spec)
+    with recording() as written:
+        result = compute(device)
+    prov = provenance(device, start, time.time())
+    made = {k: d for k, d in sorted(written.items()) if key in k}
+    return store.put(spec, result, {**prov, "artifacts": made} if made else prov).result

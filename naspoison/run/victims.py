@@ -63,48 +63,52 @@ def load_victim(victim: dict, dataset: dict, store: ResultStore, artifacts: Arti
     info = {"algorithm": victim["algorithm"], "seed": best["seed"], "clean_test_acc": acc,
             "genotype": search_result["genotype"], "candidates": len(trials), "recomputed": False}
     if getattr(ALGORITHMS[victim["algorithm"]], "gc_target", "weights") == "alphas":
-        model = _supernet(victim, best, search_result, dataset, artifacts, device, log, info)
+        model = _supernet(victim, best, search_result, dataset, artifacts, device, log, info, store)
         named = [("alpha_normal", model.alpha_normal), ("alpha_reduce", model.alpha_reduce)]
         info["target"] = "alphas of the converged supernet"
         model = _PairOutput(model)
     else:
-        model = _trained(tspec, dataset, artifacts, device, log, info)
+        model = _trained(tspec, dataset, artifacts, device, log, info, trained)
         named = trained_weights(model)
         info["target"] = "weights of the trained final architecture"
     log(f"victim: {victim['algorithm']} seed {best['seed']} (clean accuracy {acc:.4f}), target {info['target']}")
     return Victim(model.to(device).eval(), named, info)
 
 
-def _trained(tspec: dict, dataset: dict, artifacts, device, log, info: dict) -> nn.Module:
+def _trained(tspec: dict, dataset: dict, artifacts, device, log, info: dict, record=None) -> nn.Module:
     from naspoison.train import Recipe, build_eval_network
 
     p = tspec["params"]
-    blob = artifacts.get(stages.weights_key(tspec)) if artifacts is not None else None
-    if blob is None:
+    # checked against the train record that made them; failing the check is the same as evicted
+    loaded = stages.load_artifact(artifacts, stages.weights_key(tspec), state_from_bytes, record, log)
+    if loaded is None:
         log("victim weights not in the artifact cache: retraining")
         model, result = stages.train_model(tspec, dataset, device)
         # equal on the machine that trained it; another machine or thread count may drift slightly
         info["recomputed"] = True
         info["recomputed_test_acc"] = result["test_acc"]
-        if artifacts is not None:
-            artifacts.put(stages.weights_key(tspec), stages.weights_blob(model))
+        stages.recomputed(artifacts, stages.weights_key(tspec), stages.weights_blob(model), record, log)
         return model
     model = build_eval_network(Genotype.from_dict(p["genotype"]), load_dataset(dataset), Recipe.model_validate(p["recipe"]))
-    model.load_state_dict(state_from_bytes(blob)[0])
+    model.load_state_dict(loaded[0])
     return model
 
 
 def _supernet(victim: dict, best: dict, search_result: dict, dataset: dict, artifacts, device, log,
-              info: dict) -> SuperNetwork:
+              info: dict, store=None) -> SuperNetwork:
     key = stages.supernet_key(best["key"])
-    blob = artifacts.get(key) if artifacts is not None else None
-    state, meta = state_from_bytes(blob) if blob is not None else (None, {})
+    record = store.get("search", best["key"]) if store is not None else None
+    state, meta = stages.load_artifact(artifacts, key, state_from_bytes, record, log) or (None, {})
     if "normal_ops" not in meta:  # absent, or written before supernets described themselves: recompute
         log("victim supernet not in the artifact cache: rerunning its clean search")
         spec = stages.search_spec(victim["algorithm"], victim["algorithm_params"], dataset, best["seed"], None)
         if content_key(spec) != best["key"]:
             raise RuntimeError("cannot rebuild the victim's search spec from its key")
-        stages.compute_search(spec, None, dataset, artifacts, device)
+        from naspoison.store.artifacts import recording
+
+        with recording() as written:
+            stages.compute_search(spec, None, dataset, artifacts, device)
+        stages.note_drift(key, written.get(key), record, log)
         state, meta = state_from_bytes(artifacts.get(key))
         info["recomputed"] = True
     last = search_result["stages"][-1]

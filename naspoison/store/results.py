@@ -1,7 +1,11 @@
 """The results store (SPEC §4): one JSON file per cell, named by its content key.
 
-* ``cache/<stage>/<key>.json`` holds ``{key, spec, result, result_digest, provenance}``; the key is
-  the sha256 of the canonical spec and is re-checked on every read, as is the result's digest.
+* ``cache/<stage>/<key>.json`` holds ``{key, spec, result, result_digest, record_digest, provenance}``; the
+  key is the sha256 of the canonical spec and is re-checked on every read, as are the result's digest and
+  the record digest (spec, result and provenance together). Records written before the record digest
+  existed have only the result digest: they still verify, and ``verify`` counts them (provenance uncovered).
+  These are plain hashes: they catch accidental and careless edits, not a forger, who can recompute them;
+  against a forged result the defence is recomputing it (``verify --recompute``).
 * Writes go to a temporary file in the same folder, are fsynced and then *linked* into place,
   which fails if the name exists: a result is never replaced, so two workers, a ``kill -9`` or a
   full disk can at worst leave a stray temporary file, never a half-written or changed result.
@@ -35,12 +39,17 @@ class ReadOnlyStore(Exception):
     pass
 
 
+class StoreError(Exception):
+    """A store path that cannot be a store (a file, an unreadable folder): bad input, one clear line."""
+
+
 @dataclass(frozen=True)
 class Record:
     key: str
     spec: dict
     result: dict
     provenance: dict
+    provenance_covered: bool = True  # False: written before record digests, only the result is covered
 
     @property
     def stage(self) -> str:
@@ -49,6 +58,10 @@ class Record:
 
 def _digest(result: dict) -> str:
     return content_key({"result": result})
+
+
+def _record_digest(spec: dict, result: dict, provenance: dict) -> str:
+    return content_key({"spec": spec, "result": result, "provenance": provenance})
 
 
 def _fsync_dir(path: Path) -> None:
@@ -78,8 +91,13 @@ class ResultStore:
     def __init__(self, root: str | os.PathLike, read_only: bool = False):
         self.root = Path(root)
         self.read_only = read_only
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"store {self.root} is a file, not a folder (mistyped --store?)")
         if not read_only:
-            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"store {self.root} cannot be created ({e.strerror or e})") from None
 
     # ------------------------------------------------------------------ paths
     def path(self, stage: str, key: str) -> Path:
@@ -97,20 +115,31 @@ class ResultStore:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CorruptRecord(f"{path}: unreadable ({e})") from None
+        except RecursionError:
+            raise CorruptRecord(f"{path}: nested too deeply to be a result record") from None
         if not isinstance(raw, dict) or not {"key", "spec", "result", "result_digest"} <= set(raw):
             raise CorruptRecord(f"{path}: not a result record")
+        provenance = raw.get("provenance", {})
         try:
             key = content_key(raw["spec"])
             digest = _digest(raw["result"])
+            whole = _record_digest(raw["spec"], raw["result"], provenance) if "record_digest" in raw else None
         except (TypeError, ValueError) as e:
-            raise CorruptRecord(f"{path}: spec or result is not canonical JSON ({e})") from None
+            raise CorruptRecord(f"{path}: spec, result or provenance is not canonical JSON ({e})") from None
+        except RecursionError:
+            raise CorruptRecord(f"{path}: nested too deeply to be a result record") from None
+        if not isinstance(raw["spec"], dict) or not isinstance(raw["result"], dict) or not isinstance(provenance, dict):
+            raise CorruptRecord(f"{path}: spec, result and provenance must be JSON objects")
         if key != path.stem or raw["key"] != path.stem:
             raise CorruptRecord(f"{path}: spec hashes to {key[:12]}…, not to its name")
         if digest != raw["result_digest"]:
             raise CorruptRecord(f"{path}: result does not match its digest (edited after it was written?)")
         if raw["spec"].get("stage") != path.parent.name:
             raise CorruptRecord(f"{path}: stage {raw['spec'].get('stage')!r} filed under {path.parent.name!r}")
-        return Record(key, raw["spec"], raw["result"], raw.get("provenance", {}))
+        if whole is not None and whole != raw["record_digest"]:
+            raise CorruptRecord(f"{path}: spec, result or provenance does not match the record digest "
+                                "(edited after it was written?)")
+        return Record(key, raw["spec"], raw["result"], provenance, whole is not None)
 
     def get(self, stage: str, key: str) -> Record | None:
         """The verified record, or None when absent. Corrupt files raise :class:`CorruptRecord`."""
@@ -137,16 +166,21 @@ class ResultStore:
         is never overwritten) and return it."""
         self._writable()
         key = content_key(spec)
+        provenance = provenance or {}
         record = {"key": key, "spec": spec, "result": result, "result_digest": _digest(result),
-                  "provenance": provenance or {}}
+                  "record_digest": _record_digest(spec, result, provenance), "provenance": provenance}
         text = json.dumps(record, sort_keys=True, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
         final = self.path(spec["stage"], key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{key}-{os.getpid()}-{threading.get_ident()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:  # a full disk: leave no partial temporary behind
+            tmp.unlink(missing_ok=True)
+            raise
         try:
             os.link(tmp, final)  # atomic and refuses to replace an existing result
         except FileExistsError:
@@ -168,26 +202,50 @@ class ResultStore:
                                                                       default=str, indent=1))
 
     # ------------------------------------------------------------------ failures
-    def record_failure(self, spec: dict, exc: BaseException) -> Path:
+    def record_failure(self, spec: dict, exc: BaseException) -> Path | None:
+        """Note a failed cell (best effort: on a full or read-only disk the failure is only reported, and
+        never leaves a half-written file that would break ``ls`` or ``gc``)."""
         self._writable()
         d = self.root / ".failures"
-        d.mkdir(exist_ok=True)
         key = content_key(spec)
         path = d / f"{key}.json"
-        path.write_text(json.dumps({
-            "key": key, "spec": spec, "error": f"{type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exception(exc)), "time": time.time(),
-            "host": socket.gethostname(), "pid": os.getpid(),
-        }, indent=1, default=str))
+        tmp = d / f".tmp-{key}-{os.getpid()}-{threading.get_ident()}"
+        try:
+            d.mkdir(exist_ok=True)
+            tmp.write_text(json.dumps({
+                "key": key, "spec": spec, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": "".join(traceback.format_exception(exc)), "time": time.time(),
+                "host": socket.gethostname(), "pid": os.getpid(),
+            }, indent=1, default=str))
+            os.replace(tmp, path)
+        except OSError:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return None
         return path
 
     def clear_failure(self, key: str) -> None:
         if not self.read_only:
-            (self.root / ".failures" / f"{key}.json").unlink(missing_ok=True)
+            try:
+                (self.root / ".failures" / f"{key}.json").unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def failures(self) -> list[dict]:
+        """Recorded failures; a damaged file (a crash or full disk mid-write) is listed as such, with its path."""
         d = self.root / ".failures"
-        return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
+        out = []
+        for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+            try:
+                f = json.loads(p.read_text())
+                if not (isinstance(f, dict) and isinstance(f.get("key"), str) and isinstance(f.get("spec"), dict)):
+                    raise ValueError("not a failure record")
+            except (OSError, ValueError, RecursionError):
+                f = {"key": p.stem, "spec": None, "error": "unreadable failure file", "path": str(p)}
+            out.append(f)
+        return out
 
     # ------------------------------------------------------------------ locks
     @contextmanager

@@ -366,11 +366,30 @@ def select(trials: list[Trial], only: str | None) -> list[Trial]:
             raise ValueError(f"--only field {k!r} unknown; use family, attack, budget, algorithm or seed")
         terms.append((k, v.split("|")))
 
-    def fmt(v):
-        return "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
-
     return [t for t in trials
-            if all(any(fnmatch.fnmatchcase(fmt(t.fields()[k]), pat) for pat in pats) for k, pats in terms)]
+            if all(any(fnmatch.fnmatchcase(_fmt(t.fields()[k]), pat) for pat in pats) for k, pats in terms)]
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def nearest_values(trials: list[Trial], only: str) -> str:
+    """Why ``--only`` selects nothing: per term that matches no trial, the closest values that exist."""
+    import difflib
+
+    out = []
+    for term in only.split(","):
+        k, v = (s.strip() for s in term.split("=", 1))
+        pats = v.split("|")
+        values = sorted({_fmt(t.fields()[k]) for t in trials} - {""}, key=lambda s: (len(s), s))
+        if any(fnmatch.fnmatchcase(x, pat) for x in values for pat in pats):
+            continue
+        close = sorted({c for pat in pats for c in difflib.get_close_matches(pat, values, n=3, cutoff=0.5)})
+        shown = ", ".join(values[:12]) + (" …" if len(values) > 12 else "")
+        out.append(f"{k}={v} matches nothing" + (f"; nearest: {', '.join(close)}" if close else "")
+                   + f" ({k} values: {shown})")
+    return ("; " + "; ".join(out)) if out else "; each term matches some trials, but no trial matches all of them"
 
 
 def shard(trials: list[Trial], spec: str | None) -> list[Trial]:
