@@ -513,6 +513,8 @@ def cmd_ls(args) -> int:
 
 def cmd_merge(args) -> int:
     """Union of result files from other stores; a key present in both must hold the same result."""
+    from naspoison.store.timings import same_result
+
     dest = ResultStore(args.store)
     added = same = 0
     conflicts, bad = [], []
@@ -536,7 +538,7 @@ def cmd_merge(args) -> int:
             if mine is None:
                 dest.put(rec.spec, rec.result, rec.provenance)
                 added += 1
-            elif canonical_json(mine.result) == canonical_json(rec.result):
+            elif same_result(mine.result, rec.result):  # timings are provenance: not a conflict
                 same += 1
             else:
                 conflicts.append(f"{rec.stage}/{rec.key}: {path} differs from {dest.path(rec.stage, rec.key)}")

@@ -179,3 +179,27 @@ def test_a_truncated_artifact_is_detected_evicted_and_recomputed(poison_cell, fr
     got = stages.poisoned_data(spec, dataset, art, "cpu", store, log=logs.append)
     assert np.array_equal(got.y_train, truth.y_train)
     assert any("evicted" in m for m in logs), logs
+
+
+# ----------------------------------------------------------------------------- timings (issue 24, case 4)
+def test_wall_times_go_to_provenance_so_recomputations_agree(tmp_path):
+    """Before: TE-NAS kept each round's wall time in its result, so two honest runs of one cell conflicted."""
+    from naspoison.store import ResultStore
+
+    spec = {"stage": "search", "version": "1", "params": {"algorithm": "tenas"}, "upstream": {}}
+
+    def tenas_like(seconds):  # the shape of TE-NAS's result: per-round records with a wall time
+        return lambda d: {"genotype": "g", "metric_seconds": seconds * 2,
+                          "rounds": [{"pruned": ["skip"], "seconds": seconds}, {"pruned": ["conv"], "seconds": seconds}]}
+
+    a, b = ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b")
+    ra = stages.run_stage(a, spec, tenas_like(1.5), "cpu")
+    stages.run_stage(b, spec, tenas_like(9.25), "cpu")
+    assert ra == {"genotype": "g", "rounds": [{"pruned": ["skip"]}, {"pruned": ["conv"]}]}
+    rec_b = b.get("search", content_key(spec))
+    assert rec_b.result == ra
+    assert rec_b.provenance["timings"] == {"metric_seconds": 18.5, "rounds[0].seconds": 9.25,
+                                          "rounds[1].seconds": 9.25}
+    # recomputing into a store that has the cell is no conflict
+    stages.run_stage(a, spec, tenas_like(3.0), "cpu")
+    assert not (tmp_path / "a" / ".conflicts").exists()

@@ -22,6 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, Record, ResultStore, content_key, state_to_bytes
 from naspoison.store.artifacts import recording
+from naspoison.store.timings import split_timings
 
 VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1", "sanitize": "1"}
 SPACE = "darts"
@@ -391,7 +392,8 @@ def run_stage(store: ResultStore, spec: dict, compute, device: str) -> dict:
     start = time.time()
     key = content_key(spec)
     with recording() as written:
-        result = compute(device)
+        result, timings = split_timings(compute(device))  # wall times are provenance, not results
     prov = provenance(device, start, time.time())
     made = {k: d for k, d in sorted(written.items()) if key in k}
-    return store.put(spec, result, {**prov, "artifacts": made} if made else prov).result
+    prov |= ({"artifacts": made} if made else {}) | ({"timings": timings} if timings else {})
+    return store.put(spec, result, prov).result

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from naspoison.store.keys import canonical_json, content_key
+from naspoison.store.keys import content_key
+from naspoison.store.timings import same_result
 
 LOCK_STALE_SECONDS = 300      # a lock from another host not refreshed for this long is abandoned
 LOCK_HEARTBEAT_SECONDS = 60
@@ -185,7 +186,7 @@ class ResultStore:
             os.link(tmp, final)  # atomic and refuses to replace an existing result
         except FileExistsError:
             existing = self.load_file(final)
-            if canonical_json(existing.result) != canonical_json(result):
+            if not same_result(existing.result, result):
                 self._note_conflict(key, existing.result, result)
             return existing
         finally:
