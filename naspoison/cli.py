@@ -61,7 +61,7 @@ def _console_report(con, report: dict) -> None:
     from naspoison.report.render import to_console
 
     wide = to_console(report)
-    if Measurement.get(con, con.options, wide).maximum > con.width:
+    if Measurement.get(con, con.options.update_width(10**6), wide).maximum > con.width:
         wide = to_console(report, compact=True)
     con.print(wide)
 

@@ -197,6 +197,8 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
 
     if not path.is_file():
         raise FileNotFoundError(f"dataset file {path} does not exist")
+    if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle
+        raise bad("not a readable .npz (not a zip archive of arrays, as numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = set(NPZ_KEYS) - set(z.files)
