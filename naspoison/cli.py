@@ -143,6 +143,7 @@ def cmd_bench(args) -> int:
         return _check(args, trials)
     if args.plan:
         return _plan(args, trials, skipped, ResultStore(args.store, read_only=True))
+    devices = _devices(args) if args.executor == "processes" else None  # checked before anything is written
     store = _writable_store(args.store)
     if args.compile:
         import os
@@ -156,7 +157,6 @@ def cmd_bench(args) -> int:
         return _bench_submitit(args, suite, trials, store)
     from naspoison.run.executor import run_parallel
 
-    devices = _devices(args)
     artifacts = ArtifactCache(args.artifacts)
     con = _console()
     con.print(f"naspoison: {len(trials)} trials of profile {args.profile!r} on {', '.join(devices)}; "

@@ -156,7 +156,7 @@ def test_bad_devices_are_rejected_before_running(good, tmp_path, capsys, devices
     rc, _, err = run(capsys, "bench", good, "--devices", devices, "--store", tmp_path / "store",
                      "--artifacts", tmp_path / "art")
     assert rc == 2 and expected in one_clear_line(err)
-    assert not list((tmp_path / "store").glob("*/*.json"))
+    assert not (tmp_path / "store").exists()
 
 
 def test_a_gpu_this_machine_lacks_is_rejected_before_running(good, tmp_path, capsys):
