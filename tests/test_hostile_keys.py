@@ -203,3 +203,14 @@ def test_wall_times_go_to_provenance_so_recomputations_agree(tmp_path):
     # recomputing into a store that has the cell is no conflict
     stages.run_stage(a, spec, tenas_like(3.0), "cpu")
     assert not (tmp_path / "a" / ".conflicts").exists()
+
+
+def test_loaded_npz_is_not_served_from_memory_after_the_file_changed(tmp_path):
+    data = tmp_path / "d.npz"
+    write_npz(data, 0)
+    first = datasets.load_dataset({"name": "npz", "path": str(data)})
+    write_npz(data, 1)
+    os.utime(data, ns=(2, 2))
+    second = datasets.load_dataset({"name": "npz", "path": str(data)})
+    assert not np.array_equal(first.x_train, second.x_train)
+    assert np.array_equal(second.x_train, np.load(data)["x_train"])

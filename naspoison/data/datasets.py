@@ -343,7 +343,8 @@ _CACHE: dict[str, ImageData] = {}
 def load_dataset(spec: DatasetSpec | dict) -> ImageData:
     """Load (memoised per process) and subset a dataset by its spec."""
     spec = spec if isinstance(spec, DatasetSpec) else DatasetSpec.model_validate(spec)
-    memo = spec.model_dump_json()
+    # a user's file by its content too: the same path may hold other arrays later in a long-lived process
+    memo = spec.model_dump_json() + (npz_digest(spec.path) if spec.name == "npz" and spec.path else "")
     if memo not in _CACHE:
         if spec.name not in DATASETS:
             raise KeyError(f"unknown dataset {spec.name!r}; known: {sorted(DATASETS)}")
