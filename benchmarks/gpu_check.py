@@ -53,14 +53,14 @@ KAPPA_RTOL = 1e-4  # the issue's bar for device fp32 vs CPU float64
 # are the CI test's (tiny: they check that every line runs, not the speed of a CPU).
 DEFAULTS = {
     "cuda": {"profile": "gpu", "budget": 480, "caps": {"bench": 170, "speed": 130, "numerics": 40, "parity": 140},
-             "train_size": None, "test_size": None, "channels": 36, "layers": 20, "batch": 128, "epochs": 3,
+             "resize": None, "train_size": None, "test_size": None, "channels": 36, "layers": 20, "batch": 128, "epochs": 3,
              "loader_workers": 4, "compile_backend": "inductor",
              "pdarts": {"cells": 5, "channels": 16, "batch": 96, "search_size": 5000},
              "ntk": {"batch": 14, "candidates": 16}, "evas": {"batch": 96, "channels": 16, "cells": 5, "gen": 32,
                                                                 "inits": 3, "archs": 2},
              "parity": {"epochs": 20, "channels": 16, "layers": 8, "seeds": 3, "train_size": None, "judge": True}},
     "cpu": {"profile": "cpu_tiny", "budget": 115, "caps": {"bench": 80, "speed": 40, "numerics": 20, "parity": 25},
-            "train_size": 128, "test_size": 64, "channels": 4, "layers": 3, "batch": 64, "epochs": 2,
+            "resize": [8, 8, 3], "train_size": 128, "test_size": 64, "channels": 4, "layers": 3, "batch": 64, "epochs": 2,
             "loader_workers": 0, "compile_backend": "aot_eager",
             "pdarts": {"cells": 3, "channels": 4, "batch": 32, "search_size": 128},
             "ntk": {"batch": 6, "candidates": 3}, "evas": {"batch": 6, "channels": 4, "cells": 1, "gen": 4,
@@ -128,9 +128,12 @@ def rel_diff(a: float, b: float) -> float:
 
 
 def load_images(ctx: dict, path: str | None = None, train_size=None, test_size=None):
+    """The CIFAR-10 subset (or ``path``), brought to the device's sizes (CPU: 8x8 images, as the bench profile)."""
     from naspoison.data.datasets import load_dataset
 
     spec = {"name": "npz", "path": path or ctx["npz"]}
+    if ctx["defaults"].get("resize"):
+        spec["resize"] = ctx["defaults"]["resize"]
     if train_size:
         spec["train_size"] = train_size
     if test_size:
@@ -299,7 +302,8 @@ def section_speed(ctx: dict, part: Part) -> None:
                                "params": sum(p.numel() for p in network().parameters()), "batch": d["batch"],
                                "epochs": d["epochs"], "n_train": n, "n_test": len(data.x_test),
                                "image": list(data.shape), "loader_workers": d["loader_workers"],
-                               "compile_backend": d["compile_backend"]})
+                               "compile_backend": d["compile_backend"],
+                               "cudnn_benchmark": torch.backends.cudnn.benchmark})
 
     def timed_epochs(train_fn) -> dict:
         marks = []
@@ -461,11 +465,17 @@ def kappa_numerics(ctx: dict, dev, modes, part: Part) -> dict:
     from naspoison.nas.tenas import Probe, TENASParams
 
     data = load_images(ctx)
-    torch.manual_seed(0)
-    probe = Probe(data, TENASParams(batch_size=ctx["defaults"]["ntk"]["batch"]), np.random.default_rng(0), dev)
-    probe.new_repeat()
-    ref_net = copy.deepcopy(probe.ntk_net).cpu().double()
-    ref = kappa(ntk_gram(ref_net, probe.ntk_x.cpu().double()))
+    params = TENASParams(batch_size=ctx["defaults"]["ntk"]["batch"])
+    probes = []
+    for device in (dev, torch.device("cpu")):  # the same seeds: weights are drawn on the host, then moved
+        torch.manual_seed(0)
+        probes.append(Probe(data, params, np.random.default_rng(0), device))
+        probes[-1].new_repeat()
+    probe, ref_probe = probes
+    for (name, a), b in zip(probe.ntk_net.state_dict().items(), ref_probe.ntk_net.state_dict().values()):
+        if not torch.equal(a.cpu(), b):
+            raise AssertionError(f"the device and CPU proxies differ at {name}: not the same network")
+    ref = kappa(ntk_gram(ref_probe.ntk_net.double(), ref_probe.ntk_x.double()))
     out = {"batch": len(probe.ntk_x), "kappa_cpu_float64": ref}
     for name, mode in modes:
         with mode(), thin_network_kernels(dev):
@@ -579,7 +589,7 @@ def section_parity(ctx: dict, part: Part) -> None:
     jobs = []
     for seed in range(d["seeds"]):
         for precision in ("fp32", "bf16"):
-            jobs.append({"ctx": {"npz": ctx["npz"]}, "data": str(path), "train_size": d["train_size"],
+            jobs.append({"ctx": {"npz": ctx["npz"], "defaults": ctx["defaults"]}, "data": str(path), "train_size": d["train_size"],
                          "epochs": d["epochs"], "channels": d["channels"], "layers": d["layers"], "seed": seed,
                          "precision": precision, "device": ctx["device_name"], "threads": 1,
                          "progress": str(Path(ctx["workdir"]) / f"parity_{precision}_{seed}.json")})
@@ -590,18 +600,15 @@ def section_parity(ctx: dict, part: Part) -> None:
                        f"{d['layers']} cells", "seeds": d["seeds"], "parallel_processes": len(jobs)
                        if ctx["device"] == "cuda" else 1})
     print(f"  parity: {len(jobs)} runs ({d['seeds']} seed(s) x fp32/bf16), {d['epochs']} epochs, data {path}", flush=True)
-    if ctx["device"] == "cuda":  # small networks leave most of the GPU idle: all runs at once, a process each
-        import multiprocessing as mp
+    # small networks leave most of a GPU idle: every run at once, a process each (on the CPU as well, two at a
+    # time, so the CI test runs the same code)
+    import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(len(jobs)) as pool:
-            results = [pool.apply_async(parity_run, (j,)) for j in jobs]
-            for j, r in zip(jobs, results):
-                with part.guard(f"parity.{j['precision']}.seed{j['seed']}"):
-                    r.get()
-    else:
-        for j in jobs:
+    with mp.get_context("spawn").Pool(len(jobs) if ctx["device"] == "cuda" else min(2, len(jobs))) as pool:
+        results = [pool.apply_async(parity_run, (j,)) for j in jobs]
+        for j, r in zip(jobs, results):
             with part.guard(f"parity.{j['precision']}.seed{j['seed']}"):
-                parity_run(j)
+                r.get()
     collect_parity(ctx, part)
 
 
@@ -709,8 +716,9 @@ def summary_lines(report: dict) -> list[str]:
     if "bench" in s:
         b = s["bench"]["results"]
         st = b.get("stages", {})
+        per_stage = ", ".join(f"{k} {v['cells']}" for k, v in st.items())
         lines.append(f"  bench    {s['bench']['status']}: {sum(v['cells'] for v in st.values())} cells over "
-                     f"{len(st)} stages ({', '.join(f'{k} {v['cells']}' for k, v in st.items())}) in "
+                     f"{len(st)} stages ({per_stage}) in "
                      f"{b.get('bench_seconds', '?')} s; --check exit {b.get('check_exit')}, report exit {b.get('report_exit')}")
     if "speed" in s:
         r = s["speed"]["results"]
@@ -757,6 +765,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="store, logs, temporary suite (default: a fresh temporary folder)")
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--budget", type=float, help="whole-run seconds (default: 480 on CUDA, 115 on CPU)")
+    ap.add_argument("--cap-scale", type=float, default=1.0,
+                    help="multiply every section's time cap and the budget (a loaded or slow machine)")
     ap.add_argument("--parity-epochs", type=int)
     ap.add_argument("--parity-seeds", type=int)
     ap.add_argument("--parity-floor", type=float, default=1.0, help="smallest accepted bf16-fp32 gap, points (default 1)")
@@ -778,7 +788,8 @@ def main(argv: list[str] | None = None) -> int:
         defaults["parity"]["epochs"] = args.parity_epochs
     if args.parity_seeds:
         defaults["parity"]["seeds"] = args.parity_seeds
-    budget = args.budget or defaults["budget"]
+    budget = (args.budget or defaults["budget"]) * args.cap_scale
+    defaults["caps"] = {k: v * args.cap_scale for k, v in defaults["caps"].items()}
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"gpu_check_{args.device}_"))
     workdir.mkdir(parents=True, exist_ok=True)
     out_path = Path(args.out or HERE / "results" / f"gpu_check_{args.device}.json")

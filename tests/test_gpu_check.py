@@ -1,0 +1,118 @@
+"""benchmarks/gpu_check.py (issue 22) at CPU sizes, so the one command prepared for a GPU never rots: every stage
+end to end through ``naspoison bench``, the speed and numerics measurements, the bf16/fp32 switch, the time guard."""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "gpu_check.py"
+NPZ = next((p for p in (REPO / "shared" / "data" / "cifar10_subset.npz",
+                        REPO.parent / "shared" / "data" / "cifar10_subset.npz",
+                        Path("/work/shared/data/cifar10_subset.npz")) if p.exists()), None)
+needs_data = pytest.mark.skipif(NPZ is None, reason="the CIFAR-10 subset (shared/data/cifar10_subset.npz) is absent")
+
+
+def gpu_check_module():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run_script(tmp_path, *args, timeout=900):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "NASPOISON_ARTIFACTS": str(tmp_path / "artifacts")}
+    out = tmp_path / "gpu_check.json"
+    r = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--npz", str(NPZ), "--out", str(out),
+                        "--workdir", str(tmp_path / "work"), *args], env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    return r, (json.loads(out.read_text()) if out.exists() else None)
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_with_precision_sets_the_training_autocast(precision, dtype):
+    """The one switch the bf16/fp32 comparison goes through: a matmul inside the training loop's autocast comes
+    out in the asked precision, whether the recipe has a ``precision`` field or not (before and after issue 18)."""
+    import naspoison.train as T
+
+    recipe, ctx = gpu_check_module().with_precision(T.Recipe(epochs=1), precision)
+    before = T.autocast_for
+    with ctx:
+        args = (recipe.precision,) if "precision" in type(recipe).model_fields else ()
+        with T.autocast_for(torch.device("cpu"), *args):
+            y = torch.ones(4, 4) @ torch.ones(4, 4)
+    assert y.dtype == dtype
+    assert T.autocast_for is before  # restored
+
+
+@needs_data
+@pytest.mark.slow
+def test_time_cap_kills_a_section_and_keeps_partial_results(tmp_path):
+    """A section that outlasts its cap is killed; the JSON still says what it had, the exit status is 1."""
+    r, rep = run_script(tmp_path, "--sections", "speed,numerics", "--budget", "14", timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert rep["sections"]["speed"]["status"] == "timeout"
+    assert any("speed: timed out" in f for f in rep["failures"])
+    assert rep["not_run"] == ["numerics"] or rep["sections"]["numerics"]["status"] in ("timeout", "ok")
+    assert "retrain_setup" in rep["sections"]["speed"]["results"]  # written before the first measurement
+
+
+@needs_data
+@pytest.mark.slow
+def test_gpu_check_cpu_run(tmp_path):
+    # generous caps: on a loaded CI machine a cap must not decide the test (the run takes ~1-2 min on 2 idle cores)
+    r, rep = run_script(tmp_path, "--cap-scale", "5")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert rep["ok"] and rep["failures"] == []
+    assert "PASS" in r.stdout and "wrote" in r.stdout
+
+    # 1. every stage of the pipeline (the store's own list) has cells, each computed on the device asked for
+    from naspoison.run.stages import VERSIONS
+
+    bench = rep["sections"]["bench"]["results"]
+    assert set(bench["stages"]) == set(VERSIONS)
+    assert all(s["cells"] >= 1 and s["devices"] == ["cpu"] for s in bench["stages"].values())
+    assert bench["bench_exit"] == bench["check_exit"] == bench["report_exit"] == 0
+    assert (tmp_path / "work" / "bench" / "report_out" / "report.json").exists()
+
+    # 2. speed: images/s are the image count over the recorded epoch times; ratios are quotients of those
+    speed = rep["sections"]["speed"]["results"]
+    n = speed["retrain_setup"]["n_train"]
+    retrain = speed["retrain"]
+    assert set(retrain) == {"plain_fp32", "fit_fp32_eager", "fit_bf16_eager", "fit_fp32_compiled", "fit_bf16_compiled"}
+    for name, v in retrain.items():
+        assert len(v["epoch_seconds"]) == speed["retrain_setup"]["epochs"]
+        assert v["img_s_steady"] == pytest.approx(n / v["epoch_seconds"][-1], rel=0.01)  # 2 epochs: median of 1
+        assert v["img_s_whole"] == pytest.approx(n * len(v["epoch_seconds"]) / v["seconds"], rel=1e-6)
+        if name != "plain_fp32":
+            assert v["ratio_steady_vs_plain"] == pytest.approx(v["img_s_steady"] / retrain["plain_fp32"]["img_s_steady"])
+    p = speed["pdarts_epoch"]
+    assert p["ratio"] == pytest.approx(p["plain_s"] / p["lean_s"]) and p["lean_s"] > 0
+    k = speed["ntk_kappa"]
+    assert k["ratio"] == pytest.approx(k["naive_per_candidate_s"] / k["product_per_candidate_s"])
+
+    # 3. numerics: the relative differences are |fp32 - float64| / float64 of the recorded values, under 1e-4
+    num = rep["sections"]["numerics"]["results"]
+    kap = num["kappa"]
+    assert kap["default"]["rel_diff"] == pytest.approx(abs(kap["default"]["kappa_fp32"] - kap["kappa_cpu_float64"])
+                                                       / kap["kappa_cpu_float64"])
+    assert kap["default"]["rel_diff"] <= 1e-4 and 1 <= kap["kappa_cpu_float64"] < 1e12
+    for row in num["evas_score"]["archs"]:
+        got, ref = row["default"]["kappas_fp32"], row["kappas_cpu_float64"]
+        assert row["default"]["max_rel_diff"] == pytest.approx(max(abs(a - b) / b for a, b in zip(got, ref)))
+        assert row["default"]["max_rel_diff"] <= 1e-4
+
+    # 4. parity: both precisions trained to the end; the final accuracy is the last epoch's
+    par = rep["sections"]["parity"]["results"]["parity"]
+    assert set(par["runs"]) == {"fp32_seed0", "bf16_seed0"}
+    for run in par["runs"].values():
+        assert run["final_test_acc"] == run["test_acc"][-1] and 0 <= run["final_test_acc"] <= 1
+        assert all(math.isfinite(x) for x in run["train_loss"])
+    assert par["diff_pp"] == pytest.approx(par["mean_bf16"] - par["mean_fp32"])
