@@ -99,6 +99,12 @@ class Part:
         self.data["failures"].append(what)
         self.save()
 
+    def warn(self, what: str) -> None:
+        """A finding that does not fail the check (listed in the summary)."""
+        print(f"  WARNING {what}", flush=True)
+        self.data.setdefault("warnings", []).append(what)
+        self.save()
+
     def note(self, what: str) -> None:
         print(f"  note: {what}", flush=True)
         self.data["notes"].append(what)
@@ -235,8 +241,7 @@ def section_bench(ctx: dict, part: Part) -> None:
                 rc = e.code if isinstance(e.code, int) else 2
         with log.open("a") as f:
             f.write(f"$ naspoison {' '.join(argv)}\n{buf.getvalue()}\n")
-        print(f"  naspoison {argv[0]} {' '.join(a for a in argv[1:] if a.startswith('--') and a != '--store')}: "
-              f"exit {rc} in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"  naspoison {name}: exit {rc} in {time.perf_counter() - t0:.1f} s", flush=True)
         part.put(f"{name}_exit", rc)
         return rc
 
@@ -330,8 +335,15 @@ def section_speed(ctx: dict, part: Part) -> None:
                 r, ctxm = with_precision(recipe, precision)
                 if compiled:
                     torch._dynamo.reset()
+                graphs = _compiled_graphs()
                 with ctxm, compile_env(d["compile_backend"] if compiled else None):
                     retrain[name] = timed_epochs(lambda cb: fit(network(), data, r, 0, dev, on_epoch=lambda e, s: cb()))
+                if compiled:
+                    retrain[name]["graphs_compiled"] = n_graphs = _compiled_graphs() - graphs
+                    if n_graphs > 1:  # one training graph is the point of compiling; more means recompiles
+                        part.warn(f"speed.retrain.{name}: {n_graphs} graphs compiled in {d['epochs']} epochs: "
+                                  "torch.compile recompiles the step (e.g. on a changed Python float such as "
+                                  "drop_path_prob every epoch; past torch._dynamo's recompile limit of 8 it runs eager)")
                 if "plain_fp32" in retrain:
                     base = retrain["plain_fp32"]
                     retrain[name]["ratio_steady_vs_plain"] = retrain[name]["img_s_steady"] / base["img_s_steady"]
@@ -349,6 +361,12 @@ def section_speed(ctx: dict, part: Part) -> None:
     if "plain_fp32" in retrain:
         print(f"  retrain plain fp32 (DataLoader, host transforms): {retrain['plain_fp32']['img_s_steady']:.0f} img/s",
               flush=True)
+
+
+def _compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def pdarts_epoch(ctx: dict, dev) -> dict:
@@ -675,6 +693,7 @@ def run_section(name: str, ctx: dict, ctx_path: Path, cap: float) -> dict:
     part_path.unlink(missing_ok=True)
     print(f"[{name}] (cap {cap:.0f} s)", flush=True)
     t0 = time.perf_counter()
+    cpu0 = _children_cpu()
     proc = subprocess.Popen([sys.executable, __file__, "--_section", name, "--_ctx", str(ctx_path)],
                             start_new_session=True)
     timed_out = False
@@ -698,6 +717,7 @@ def run_section(name: str, ctx: dict, ctx_path: Path, cap: float) -> dict:
         collect_parity(ctx, part)  # judge whatever finished
         out = part.data
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["cpu_seconds"] = round(_children_cpu() - cpu0, 1)  # user + system of the section's processes (a loaded host)
     out["exit"] = rc
     if timed_out:
         out["failures"].append(f"{name}: timed out after {cap:.0f} s (partial results kept)")
@@ -705,8 +725,15 @@ def run_section(name: str, ctx: dict, ctx_path: Path, cap: float) -> dict:
         out["failures"].append(f"{name}: exited {rc} without a recorded failure (see its output above)")
     out["status"] = "timeout" if timed_out else ("skipped" if out.get("skipped") else
                                                  ("ok" if not out["failures"] else "failed"))
-    print(f"[{name}] {out['status']} in {out['seconds']} s", flush=True)
+    print(f"[{name}] {out['status']} in {out['seconds']} s (CPU time {out['cpu_seconds']} s)", flush=True)
     return out
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -747,6 +774,9 @@ def summary_lines(report: dict) -> list[str]:
                          f"(bound {p.get('bound_pp', float('nan')):.2f})")
     for name in report["not_run"]:
         lines.append(f"  {name:8s} not run: the budget was spent")
+    if report.get("warnings"):
+        lines.append(f"WARNINGS ({len(report['warnings'])}):")
+        lines += [f"  - {w}" for w in report["warnings"]]
     if report["failures"]:
         lines.append(f"FAILURES ({len(report['failures'])}):")
         lines += [f"  - {f}" for f in report["failures"]]
@@ -826,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         report["seconds"] = round(time.perf_counter() - t0, 1)
         report["failures"] = [f for s in report["sections"].values() for f in s["failures"]] + \
                              [f"{n}: not run (budget spent)" for n in report["not_run"]]
+        report["warnings"] = [w for s in report["sections"].values() for w in s.get("warnings", [])]
         report["ok"] = not report["failures"] and len(report["sections"]) == len(sections)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(report, indent=1, default=str) + "\n")
