@@ -46,22 +46,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SUITE = HERE / "suites" / "gpu_check.yaml"
-SECTIONS = ("bench", "speed", "numerics", "parity")
+SECTIONS = ("bench", "speed", "numerics", "parity", "compile")
 KAPPA_RTOL = 1e-4  # the issue's bar for device fp32 vs CPU float64
 
 # Per device: sizes, time caps (s) and the whole budget. The GPU numbers fit 8 minutes on one GPU; the CPU ones
 # are the CI test's (tiny: they check that every line runs, not the speed of a CPU).
 DEFAULTS = {
-    "cuda": {"profile": "gpu", "budget": 480, "caps": {"bench": 170, "speed": 130, "numerics": 40, "parity": 140},
+    "cuda": {"profile": "gpu", "budget": 480, "caps": {"bench": 150, "speed": 70, "numerics": 30, "parity": 150, "compile": 80},
              "resize": None, "train_size": None, "test_size": None, "channels": 36, "layers": 20, "batch": 128, "epochs": 3,
              "loader_workers": 4, "compile_backend": "inductor",
              "pdarts": {"cells": 5, "channels": 16, "batch": 96, "search_size": 5000},
              "ntk": {"batch": 14, "candidates": 16}, "evas": {"batch": 96, "channels": 16, "cells": 5, "gen": 32,
                                                                 "inits": 3, "archs": 2},
              "parity": {"epochs": 20, "channels": 16, "layers": 8, "seeds": 3, "train_size": None, "judge": True}},
-    "cpu": {"profile": "cpu_tiny", "budget": 115, "caps": {"bench": 80, "speed": 40, "numerics": 20, "parity": 25},
+    "cpu": {"profile": "cpu_tiny", "budget": 170, "caps": {"bench": 90, "speed": 30, "numerics": 20, "parity": 30, "compile": 30},
             "resize": [8, 8, 3], "train_size": 128, "test_size": 64, "channels": 4, "layers": 3, "batch": 64, "epochs": 2,
-            "loader_workers": 0, "compile_backend": "aot_eager",
+            "loader_workers": 0, "compile_backend": "eager",
             "pdarts": {"cells": 3, "channels": 4, "batch": 32, "search_size": 128},
             "ntk": {"batch": 6, "candidates": 3}, "evas": {"batch": 6, "channels": 4, "cells": 1, "gen": 4,
                                                            "inits": 2, "archs": 2},
@@ -284,83 +284,138 @@ def section_bench(ctx: dict, part: Part) -> None:
 
 
 # ============================================================================ section: speed
-def section_speed(ctx: dict, part: Part) -> None:
-    import torch
+class Retrain:
+    """The retraining throughput setup shared by the speed and compile sections: one network, data and recipe."""
 
-    sys.path.insert(0, str(HERE))  # the reference loops of the other benchmarks
-    from retrain_epoch import plain_fit
+    def __init__(self, ctx: dict, part: Part):
+        import torch
 
-    from naspoison.spaces.darts import PDARTS
-    from naspoison.train import Recipe, build_eval_network, fit, seed_everything
+        from naspoison.train import Recipe
 
-    dev = torch.device(ctx["device_name"])
-    d = ctx["defaults"]
-    data = load_images(ctx, train_size=d["train_size"], test_size=d["test_size"])
-    recipe = Recipe(epochs=d["epochs"], batch_size=d["batch"], init_channels=d["channels"], layers=d["layers"])
-    n = len(data.x_train)
+        self.dev, self.d, self.part = torch.device(ctx["device_name"]), ctx["defaults"], part
+        d = self.d
+        self.data = load_images(ctx, train_size=d["train_size"], test_size=d["test_size"])
+        self.recipe = Recipe(epochs=d["epochs"], batch_size=d["batch"], init_channels=d["channels"], layers=d["layers"])
+        self.n = len(self.data.x_train)
 
-    def network():
+    def setup(self) -> dict:
+        import torch
+
+        d = self.d
+        return {"network": f"DARTS eval, P-DARTS genotype, {d['channels']} ch x {d['layers']} cells",
+                "params": sum(p.numel() for p in self.network().parameters()), "batch": d["batch"],
+                "epochs": d["epochs"], "n_train": self.n, "n_test": len(self.data.x_test), "image": list(self.data.shape),
+                "loader_workers": d["loader_workers"], "compile_backend": d["compile_backend"],
+                "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+    def network(self):
+        from naspoison.spaces.darts import PDARTS
+        from naspoison.train import build_eval_network, seed_everything
+
         seed_everything(0)
-        return build_eval_network(PDARTS, data, recipe)
+        return build_eval_network(PDARTS, self.data, self.recipe)
 
-    part.put("retrain_setup", {"network": f"DARTS eval, P-DARTS genotype, {d['channels']} ch x {d['layers']} cells",
-                               "params": sum(p.numel() for p in network().parameters()), "batch": d["batch"],
-                               "epochs": d["epochs"], "n_train": n, "n_test": len(data.x_test),
-                               "image": list(data.shape), "loader_workers": d["loader_workers"],
-                               "compile_backend": d["compile_backend"],
-                               "cudnn_benchmark": torch.backends.cudnn.benchmark})
-
-    def timed_epochs(train_fn) -> dict:
+    def timed_epochs(self, train_fn, on_epoch=None) -> dict:
+        """Wall time per epoch (each ends after its test pass, which syncs); steady = the fastest epoch after the
+        first (the first holds the warm-up, and the compile of a compiled step)."""
         marks = []
-        sync(dev)
+
+        def mark(*_):
+            marks.append(time.perf_counter())
+            if on_epoch:
+                on_epoch(len(marks))
+
+        sync(self.dev)
         t0 = time.perf_counter()
-        train_fn(lambda *a: marks.append(time.perf_counter()))  # on_epoch: after each epoch's test pass (synced)
-        sync(dev)
+        train_fn(mark)
+        sync(self.dev)
         total = time.perf_counter() - t0
         epochs = [b - a for a, b in zip([t0, *marks[:-1]], marks)]
-        steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
+        steady = min(epochs[1:]) if len(epochs) > 1 else epochs[0]
         return {"seconds": round(total, 3), "epoch_seconds": [round(e, 3) for e in epochs],
-                "img_s_whole": n * len(epochs) / total, "img_s_steady": n / steady}
+                "img_s_whole": self.n * len(epochs) / total, "img_s_steady": self.n / steady}
 
+    def plain(self) -> dict:
+        sys.path.insert(0, str(HERE))  # the reference loop of retrain_epoch.py
+        from retrain_epoch import plain_fit
+
+        return self.timed_epochs(lambda cb: plain_fit(self.network(), self.data, self.recipe, self.dev,
+                                                      self.d["loader_workers"], on_epoch=cb))
+
+    def fit(self, precision: str, backend: str | None, on_epoch=None) -> dict:
+        from naspoison.train import fit
+
+        r, precision_ctx = with_precision(self.recipe, precision)
+        with precision_ctx, compile_env(backend):
+            return self.timed_epochs(lambda cb: fit(self.network(), self.data, r, 0, self.dev,
+                                                    on_epoch=lambda e, s: cb()), on_epoch)
+
+
+def _ratios(row: dict, plain: dict | None) -> None:
+    if plain:
+        row["ratio_steady_vs_plain"] = row["img_s_steady"] / plain["img_s_steady"]
+        row["ratio_whole_vs_plain"] = row["img_s_whole"] / plain["img_s_whole"]
+
+
+def section_speed(ctx: dict, part: Part) -> None:
+    rt = Retrain(ctx, part)
+    part.put("retrain_setup", rt.setup())
     retrain = {}
     with part.guard("speed.retrain.plain_fp32"):
-        retrain["plain_fp32"] = timed_epochs(lambda cb: plain_fit(network(), data, recipe, dev, d["loader_workers"],
-                                                                   on_epoch=cb))
+        retrain["plain_fp32"] = rt.plain()
         part.put("retrain", retrain)
-    # eager first: a compile that outlasts the section cap still leaves the eager numbers
-    for compiled in (False, True):
-        for precision in ("fp32", "bf16"):
-            name = f"fit_{precision}_{'compiled' if compiled else 'eager'}"
-            with part.guard(f"speed.retrain.{name}"):
-                r, ctxm = with_precision(recipe, precision)
-                if compiled:
-                    torch._dynamo.reset()
-                graphs = _compiled_graphs()
-                with ctxm, compile_env(d["compile_backend"] if compiled else None):
-                    retrain[name] = timed_epochs(lambda cb: fit(network(), data, r, 0, dev, on_epoch=lambda e, s: cb()))
-                if compiled:
-                    retrain[name]["graphs_compiled"] = n_graphs = _compiled_graphs() - graphs
-                    if n_graphs > 1:  # one training graph is the point of compiling; more means recompiles
-                        part.warn(f"speed.retrain.{name}: {n_graphs} graphs compiled in {d['epochs']} epochs: "
-                                  "torch.compile recompiles the step (e.g. on a changed Python float such as "
-                                  "drop_path_prob every epoch; past torch._dynamo's recompile limit of 8 it runs eager)")
-                if "plain_fp32" in retrain:
-                    base = retrain["plain_fp32"]
-                    retrain[name]["ratio_steady_vs_plain"] = retrain[name]["img_s_steady"] / base["img_s_steady"]
-                    retrain[name]["ratio_whole_vs_plain"] = retrain[name]["img_s_whole"] / base["img_s_whole"]
-                part.put("retrain", retrain)
-                print(f"  retrain {name}: {retrain[name]['img_s_steady']:.0f} img/s steady "
-                      f"({retrain[name].get('ratio_steady_vs_plain', float('nan')):.2f}x plain)", flush=True)
-            if compiled and precision == "fp32" and name not in retrain:
-                break  # the compiler itself failed: the bf16 compile would only repeat it
-        if not compiled:  # the cheap measurements before the compiles
-            with part.guard("speed.pdarts_epoch"):
-                part.put("pdarts_epoch", pdarts_epoch(ctx, dev))
-            with part.guard("speed.ntk_kappa"):
-                part.put("ntk_kappa", ntk_per_candidate(ctx, dev))
-    if "plain_fp32" in retrain:
         print(f"  retrain plain fp32 (DataLoader, host transforms): {retrain['plain_fp32']['img_s_steady']:.0f} img/s",
               flush=True)
+    for precision in ("fp32", "bf16"):
+        name = f"fit_{precision}_eager"
+        with part.guard(f"speed.retrain.{name}"):
+            retrain[name] = rt.fit(precision, None)
+            _ratios(retrain[name], retrain.get("plain_fp32"))
+            part.put("retrain", retrain)
+            print(f"  retrain {name}: {retrain[name]['img_s_steady']:.0f} img/s steady "
+                  f"({retrain[name].get('ratio_steady_vs_plain', float('nan')):.2f}x plain)", flush=True)
+    with part.guard("speed.pdarts_epoch"):
+        part.put("pdarts_epoch", pdarts_epoch(ctx, rt.dev))
+    with part.guard("speed.ntk_kappa"):
+        part.put("ntk_kappa", ntk_per_candidate(ctx, rt.dev))
+
+
+def section_compile(ctx: dict, part: Part) -> None:
+    """``fit`` with its step ``torch.compile``d (what ``naspoison bench --compile`` does), bf16 first; ratios against
+    the speed section's plain loop. The graphs compiled are counted after every epoch."""
+    import torch
+
+    rt = Retrain(ctx, part)
+    speed = Path(ctx["workdir"]) / "speed.json"
+    plain = json.loads(speed.read_text())["results"].get("retrain", {}).get("plain_fp32") if speed.exists() else None
+    backend = ctx["defaults"]["compile_backend"]
+    part.put("setup", {"backend": backend, "epochs": rt.d["epochs"], "plain_fp32_from_speed": plain})
+    retrain = {}
+    for precision in ("bf16", "fp32"):
+        name = f"fit_{precision}_compiled"
+        with part.guard(f"compile.{name}"):
+            torch._dynamo.reset()
+            base = _compiled_graphs()
+            progress = retrain.setdefault(name, {"graphs_after_epoch": []})
+
+            def on_epoch(k, progress=progress):
+                progress["graphs_after_epoch"].append(_compiled_graphs() - base)
+                part.put("retrain", retrain)
+
+            progress.update(rt.fit(precision, backend, on_epoch))
+            _ratios(progress, plain)
+            n_graphs = progress["graphs_after_epoch"][-1]
+            part.put("retrain", retrain)
+            print(f"  retrain {name}: {progress['img_s_steady']:.0f} img/s steady "
+                  f"({progress.get('ratio_steady_vs_plain', float('nan')):.2f}x plain), {n_graphs} graphs compiled",
+                  flush=True)
+            # one graph, or two when drop-path is off in the first epoch (probability 0); more means recompiles
+            if n_graphs > 2:
+                part.warn(f"compile.{name}: {n_graphs} graphs compiled in {rt.d['epochs']} epochs: torch.compile "
+                          "recompiles the step (a changed Python float such as drop_path_prob every epoch? past "
+                          "torch._dynamo's recompile limit of 8 it runs eager)")
+        if name not in retrain or "seconds" not in retrain[name]:
+            break  # the compiler itself failed: the other precision would only repeat it
 
 
 def _compiled_graphs() -> int:
@@ -670,7 +725,8 @@ def _alive(pid: int) -> bool:
 
 
 # ============================================================================ orchestration
-SECTION_FNS = {"bench": section_bench, "speed": section_speed, "numerics": section_numerics, "parity": section_parity}
+SECTION_FNS = {"bench": section_bench, "speed": section_speed, "numerics": section_numerics, "parity": section_parity,
+               "compile": section_compile}
 
 
 def child(ctx_path: str, name: str) -> int:
@@ -772,6 +828,11 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"  parity   {s['parity']['status']}: fp32 {p.get('mean_fp32', float('nan')):.2f} %, bf16 "
                          f"{p.get('mean_bf16', float('nan')):.2f} %, diff {p.get('diff_pp', float('nan')):+.2f} pp "
                          f"(bound {p.get('bound_pp', float('nan')):.2f})")
+    if "compile" in s:
+        r = s["compile"]["results"].get("retrain", {})
+        lines.append(f"  compile  {s['compile']['status']}: " + (", ".join(
+            f"{k.removeprefix('fit_')} {v.get('ratio_steady_vs_plain', float('nan')):.2f}x plain, "
+            f"{(v.get('graphs_after_epoch') or ['?'])[-1]} graphs" for k, v in r.items()) or "-"))
     for name in report["not_run"]:
         lines.append(f"  {name:8s} not run: the budget was spent")
     if report.get("warnings"):
@@ -794,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="JSON (default: benchmarks/results/gpu_check_<device>.json)")
     ap.add_argument("--workdir", help="store, logs, temporary suite (default: a fresh temporary folder)")
     ap.add_argument("--sections", default=",".join(SECTIONS))
-    ap.add_argument("--budget", type=float, help="whole-run seconds (default: 480 on CUDA, 115 on CPU)")
+    ap.add_argument("--budget", type=float, help="whole-run seconds (default: 480 on CUDA, 170 on CPU)")
     ap.add_argument("--cap-scale", type=float, default=1.0,
                     help="multiply every section's time cap and the budget (a loaded or slow machine)")
     ap.add_argument("--parity-epochs", type=int)
