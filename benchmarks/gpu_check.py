@@ -652,7 +652,8 @@ def section_parity(ctx: dict, part: Part) -> None:
         decoder = ctx.get("decode_pid_file")
         if decoder and Path(decoder).exists():  # started at launch, in the background: wait for it
             pid = int(Path(decoder).read_text())
-            while _alive(pid):
+            print(f"  parity: waiting for the CIFAR-10 decoder (pid {pid}) to write {path}", flush=True)
+            while _alive(pid) and not path.exists():  # it writes a temporary file, then renames it
                 time.sleep(1)
         if path is None or not path.exists():
             part.data["skipped"] = (f"full CIFAR-10 not found at {path} (decode it with `python "
@@ -717,11 +718,16 @@ def collect_parity(ctx: dict, part: Part) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie: the decoder is the main process's child, reaped only at its end)."""
     try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+    return state not in ("Z", "X")
 
 
 # ============================================================================ orchestration
@@ -891,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
            "threads": args.threads or ((os.cpu_count() or 1) if args.device == "cuda" else 1)}
     import torch
 
-    label = args.device
+    label, decoder = args.device, None
     if args.device == "cuda":
         if not torch.cuda.is_available():
             print("gpu_check: --device cuda but CUDA is not available here (use --device cpu)", file=sys.stderr)
@@ -903,6 +909,7 @@ def main(argv: list[str] | None = None) -> int:
             dec = subprocess.Popen([sys.executable, str(tool), full, "--data-dir", str(jpeg.parent)],
                                    stdout=subprocess.DEVNULL, start_new_session=True)
             (workdir / "decode.pid").write_text(str(dec.pid))
+            decoder = dec
             ctx["decode_pid_file"] = str(workdir / "decode.pid")
     ctx_path = workdir / "ctx.json"
     ctx_path.write_text(json.dumps(ctx, indent=1))
@@ -931,6 +938,10 @@ def main(argv: list[str] | None = None) -> int:
         report["sections"][name] = run_section(name, ctx, ctx_path, min(defaults["caps"][name], left))
         write()
     write()
+    if decoder is not None and decoder.poll() is None:  # parity was skipped or ran out of time before it finished
+        decoder.kill()
+    if decoder is not None:
+        decoder.wait()
     print("\n".join(summary_lines(report)))
     print(f"wrote {out_path}")
     return 0 if report["ok"] else 1
