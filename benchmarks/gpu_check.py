@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import io
 import json
 import math
 import os
@@ -216,8 +215,6 @@ def section_bench(ctx: dict, part: Part) -> None:
     import yaml
 
     from naspoison.cli import main as cli
-    from naspoison.run.stages import VERSIONS
-    from naspoison.store import ResultStore
 
     work = Path(ctx["workdir"]) / "bench"
     work.mkdir(parents=True, exist_ok=True)
@@ -232,15 +229,14 @@ def section_bench(ctx: dict, part: Part) -> None:
     log = work / "bench.log"
 
     def run(name: str, argv: list[str]) -> int:
-        buf = io.StringIO()
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            try:
-                rc = cli(argv)
-            except SystemExit as e:  # argparse
-                rc = e.code if isinstance(e.code, int) else 2
-        with log.open("a") as f:
-            f.write(f"$ naspoison {' '.join(argv)}\n{buf.getvalue()}\n")
+        with log.open("a", buffering=1) as f:  # line-buffered: a killed section still leaves its log
+            f.write(f"$ naspoison {' '.join(argv)}\n")
+            with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                try:
+                    rc = cli(argv)
+                except SystemExit as e:  # argparse
+                    rc = e.code if isinstance(e.code, int) else 2
         print(f"  naspoison {name}: exit {rc} in {time.perf_counter() - t0:.1f} s", flush=True)
         part.put(f"{name}_exit", rc)
         return rc
@@ -252,6 +248,24 @@ def section_bench(ctx: dict, part: Part) -> None:
     part.put("bench_seconds", round(time.perf_counter() - t0, 1))
     if rc != 0:
         part.fail(f"bench exited {rc} (log {log})")
+    inspect_store(ctx, part)
+    if run("check", ["bench", *common, "--check", "--reports", str(reports)]) != 0:
+        part.fail(f"bench --check failed on the store it just filled (log {log})")
+    if run("report", ["report", *common, "--out", str(work / "report_out")]) != 0:
+        part.fail(f"report failed (log {log})")
+    elif not (work / "report_out" / "report.json").exists():
+        part.fail("report wrote no report.json")
+
+
+def inspect_store(ctx: dict, part: Part) -> None:
+    """What the bench slice stored (also after a timeout: the main process calls this then)."""
+    from naspoison.run.stages import VERSIONS
+    from naspoison.store import ResultStore
+
+    store = Path(ctx["workdir"]) / "bench" / "store"
+    if not store.exists():
+        part.fail("bench: no store was written")
+        return
     # every failed cell, named with its stage; device-placement errors flagged as such
     rstore = ResultStore(store, read_only=True)
     for f in rstore.failures():
@@ -275,12 +289,6 @@ def section_bench(ctx: dict, part: Part) -> None:
             part.fail(f"bench: stage {stage!r} has no stored cell (not exercised, or every cell of it failed)")
         elif stages[stage]["devices"] != [ctx["device_name"]]:
             part.fail(f"bench: stage {stage!r} computed on {stages[stage]['devices']}, not {ctx['device_name']}")
-    if run("check", ["bench", *common, "--check", "--reports", str(reports)]) != 0:
-        part.fail(f"bench --check failed on the store it just filled (log {log})")
-    if run("report", ["report", *common, "--out", str(work / "report_out")]) != 0:
-        part.fail(f"report failed (log {log})")
-    elif not (work / "report_out" / "report.json").exists():
-        part.fail("report wrote no report.json")
 
 
 # ============================================================================ section: speed
@@ -773,10 +781,13 @@ def run_section(name: str, ctx: dict, ctx_path: Path, cap: float) -> dict:
                 continue
         rc = proc.returncode
     out = json.loads(part_path.read_text()) if part_path.exists() else {"results": {}, "failures": [], "notes": []}
-    if name == "parity" and timed_out:
+    if timed_out and name in ("parity", "bench"):
         part = Part(part_path)
         part.data = out
-        collect_parity(ctx, part)  # judge whatever finished
+        try:  # judge whatever finished
+            (collect_parity if name == "parity" else inspect_store)(ctx, part)
+        except Exception as e:  # noqa: BLE001 - a half-written store must not hide the timeout
+            part.fail(f"{name}: reading its partial results failed: {type(e).__name__}: {e}")
         out = part.data
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["cpu_seconds"] = round(_children_cpu() - cpu0, 1)  # user + system of the section's processes (a loaded host)
