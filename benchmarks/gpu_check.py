@@ -13,15 +13,17 @@ every measurement inside one, so a timeout still leaves partial results:
             search / score / backdoor / scenario, each backdoor defense, sanitize, metrics; then ``--check`` and
             ``report`` on that store. Every stage must have stored cells, each computed on the device asked for;
             a failed cell is named with its stage (and flagged when its error is about device placement).
-  speed     images/s of ``fit`` (fp32, bf16; eager, compiled) against the plain DataLoader loop of
-            retrain_epoch.py (fp32, host transforms) on the DARTS eval network (P-DARTS genotype; 36 ch x 20 cells,
-            batch 128 on a GPU); one P-DARTS search epoch against pdarts_epoch.py's plain loop; TE-NAS's κ per
-            candidate op against ntk_kappa.py's naive loop. Ratios from one run.
+  speed     images/s of ``fit`` (fp32, bf16) against the plain DataLoader loop of retrain_epoch.py (fp32, host
+            transforms) on the DARTS eval network (P-DARTS genotype; 36 ch x 20 cells, batch 128 on a GPU); one P-DARTS
+            search epoch against pdarts_epoch.py's plain loop; TE-NAS's κ per candidate op against ntk_kappa.py's
+            naive loop. Ratios from one run.
   numerics  κ of TE-NAS's NTK proxy and the Evas trigger-NTK score on the device in fp32 against CPU float64, same
             weights and batch: relative difference <= 1e-4 (with TF32 on and off on CUDA, as a diagnosis).
   parity    a short retrain in bf16 and in fp32 (default 20 epochs, 16 ch x 8 cells, full CIFAR-10 from
             ``--full-cifar``, decoded with shared/tools/decode_cifar10.py when missing; 3 seeds each, runs in
             parallel on the GPU): mean accuracies within seed noise. Skipped, with the reason, without the data.
+  compile   the speed section's retrain with the step ``torch.compile``d (``naspoison bench --compile``), bf16 and
+            fp32, the graphs compiled counted after every epoch (last: its compile time is the least predictable).
 
 Exit status 0 only when every section ran and passed; the summary lists every failure.
 """
