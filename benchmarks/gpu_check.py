@@ -19,8 +19,8 @@ every measurement inside one, so a timeout still leaves partial results:
             naive loop. Ratios from one run.
   numerics  κ of TE-NAS's NTK proxy and the Evas trigger-NTK score on the device in fp32 against CPU float64, same
             weights and batch: relative difference <= 1e-4 (with TF32 on and off on CUDA, as a diagnosis).
-  parity    a short retrain in bf16 and in fp32 (default 20 epochs, 16 ch x 8 cells, full CIFAR-10 from
-            ``--full-cifar``, decoded with shared/tools/decode_cifar10.py when missing; 3 seeds each, runs in
+  parity    a short retrain in bf16 and in fp32 (default 20 epochs, 16 ch x 8 cells, 10,000 training images of
+            the full CIFAR-10 from ``--full-cifar``, decoded with shared/tools/decode_cifar10.py when missing; 3 seeds each, runs in
             parallel on the GPU): mean accuracies within seed noise. Skipped, with the reason, without the data.
   compile   the speed section's retrain with the step ``torch.compile``d (``naspoison bench --compile``), bf16 and
             fp32, the graphs compiled counted after every epoch (last: its compile time is the least predictable).
@@ -59,7 +59,9 @@ DEFAULTS = {
              "pdarts": {"cells": 5, "channels": 16, "batch": 96, "search_size": 5000},
              "ntk": {"batch": 14, "candidates": 16}, "evas": {"batch": 96, "channels": 16, "cells": 5, "gen": 32,
                                                                 "inits": 3, "archs": 2},
-             "parity": {"epochs": 20, "channels": 16, "layers": 8, "seeds": 3, "train_size": None, "judge": True}},
+             # 6 runs x 20 epochs x 79 steps: eager steps of this network are launch-bound (~1,600 kernels), so the
+             # full 50,000 images (391 steps an epoch) would need ~5x the section's cap; --parity-train-size 0: all
+             "parity": {"epochs": 20, "channels": 16, "layers": 8, "seeds": 3, "train_size": 10000, "judge": True}},
     "cpu": {"profile": "cpu_tiny", "budget": 170, "caps": {"bench": 90, "speed": 30, "numerics": 20, "parity": 30, "compile": 30},
             "resize": [8, 8, 3], "train_size": 128, "test_size": 64, "channels": 4, "layers": 3, "batch": 64, "epochs": 2,
             "loader_workers": 0, "compile_backend": "eager",
@@ -680,7 +682,7 @@ def section_parity(ctx: dict, part: Part) -> None:
     if ctx["device"] == "cuda":  # the host cores shared by the parallel runs
         for j in jobs:
             j["threads"] = max(1, (os.cpu_count() or 1) // len(jobs))
-    part.put("setup", {"data": str(path), "epochs": d["epochs"], "network": f"P-DARTS genotype {d['channels']} ch x "
+    part.put("setup", {"data": str(path), "train_size": d["train_size"] or "all", "epochs": d["epochs"], "network": f"P-DARTS genotype {d['channels']} ch x "
                        f"{d['layers']} cells", "seeds": d["seeds"], "parallel_processes": len(jobs)
                        if ctx["device"] == "cuda" else 1})
     print(f"  parity: {len(jobs)} runs ({d['seeds']} seed(s) x fp32/bf16), {d['epochs']} epochs, data {path}", flush=True)
@@ -724,6 +726,16 @@ def collect_parity(ctx: dict, part: Part) -> None:
             part.note(f"parity: only {min(n32, n16)} of {d['seeds']} seeds finished in time")
     elif runs:
         part.fail("parity: no fp32/bf16 pair finished (partial curves in results.parity.runs)")
+    unfinished = [r for r in runs.values() if "final_test_acc" not in r and r["test_acc"]]
+    if unfinished and {r["precision"] for r in runs.values()} == {"fp32", "bf16"}:
+        # not judged, but said: both precisions at the last epoch every run reached
+        k = min(len(r["test_acc"]) for r in runs.values())
+        if k:
+            at = {p: statistics.mean(100 * r["test_acc"][k - 1] for r in runs.values() if r["precision"] == p)
+                  for p in ("fp32", "bf16")}
+            out["at_common_epoch"] = {"epoch": k, "mean_acc_pct": at}
+            part.note(f"parity: after epoch {k} of {d['epochs']} (every run got that far): fp32 {at['fp32']:.2f} %, "
+                      f"bf16 {at['bf16']:.2f} %")
     part.put("parity", out)
 
 
@@ -879,6 +891,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="multiply every section's time cap and the budget (a loaded or slow machine)")
     ap.add_argument("--parity-epochs", type=int)
     ap.add_argument("--parity-seeds", type=int)
+    ap.add_argument("--parity-train-size", type=int, help="training images of the parity retrain (0: all; "
+                    "default 10,000 on CUDA)")
     ap.add_argument("--parity-floor", type=float, default=1.0, help="smallest accepted bf16-fp32 gap, points (default 1)")
     ap.add_argument("--threads", type=int, help="torch threads per section process (default: all cores on CUDA, 1 on CPU)")
     ap.add_argument("--_section", help=argparse.SUPPRESS)
@@ -898,6 +912,8 @@ def main(argv: list[str] | None = None) -> int:
         defaults["parity"]["epochs"] = args.parity_epochs
     if args.parity_seeds:
         defaults["parity"]["seeds"] = args.parity_seeds
+    if args.parity_train_size is not None:
+        defaults["parity"]["train_size"] = args.parity_train_size or None
     budget = (args.budget or defaults["budget"]) * args.cap_scale
     defaults["caps"] = {k: v * args.cap_scale for k, v in defaults["caps"].items()}
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"gpu_check_{args.device}_"))
