@@ -52,6 +52,42 @@ def test_with_precision_sets_the_training_autocast(precision, dtype):
     assert T.autocast_for is before  # restored
 
 
+def _progress(workdir, precision, seed, accs, final=True):
+    rec = {"precision": precision, "seed": seed, "test_acc": accs, "train_loss": [1.0] * len(accs)}
+    if final:
+        rec["final_test_acc"] = accs[-1]
+    (workdir / f"parity_{precision}_{seed}.json").write_text(json.dumps(rec))
+
+
+def test_parity_judgement_against_a_hand_computed_bound(tmp_path):
+    """bf16 vs fp32 'within seed noise': |mean difference| <= max(1 point, 2 standard errors of the difference)."""
+    gc = gpu_check_module()
+    for seed, (a, b) in enumerate([(0.80, 0.78), (0.81, 0.775), (0.79, 0.785)]):
+        _progress(tmp_path, "fp32", seed, [0.5, a])
+        _progress(tmp_path, "bf16", seed, [0.5, b])
+    ctx = {"workdir": str(tmp_path), "parity_floor": 1.0, "defaults": {"parity": {"judge": True, "seeds": 3, "epochs": 2}}}
+    part = gc.Part(tmp_path / "parity.json")
+    gc.collect_parity(ctx, part)
+    out = part.data["results"]["parity"]
+    # fp32 80, 81, 79 (variance 1); bf16 78, 77.5, 78.5 (variance 0.25): SE = sqrt(1/3 + 0.25/3)
+    bound = 2 * math.sqrt(1 / 3 + 0.25 / 3)
+    assert out["mean_fp32"] == pytest.approx(80) and out["mean_bf16"] == pytest.approx(78)
+    assert out["bound_pp"] == pytest.approx(bound) and not out["ok"]  # a 2-point gap is more than 1.29
+    assert part.data["failures"] == [f"parity: bf16 vs fp32 mean accuracy differs by -2.00 pp > {bound:.2f} pp"]
+
+
+def test_parity_unfinished_runs_are_compared_at_their_common_epoch(tmp_path):
+    gc = gpu_check_module()
+    _progress(tmp_path, "fp32", 0, [0.30, 0.40], final=False)
+    _progress(tmp_path, "bf16", 0, [0.31], final=False)
+    ctx = {"workdir": str(tmp_path), "parity_floor": 1.0, "defaults": {"parity": {"judge": True, "seeds": 1, "epochs": 20}}}
+    part = gc.Part(tmp_path / "parity.json")
+    gc.collect_parity(ctx, part)
+    at = part.data["results"]["parity"]["at_common_epoch"]
+    assert at["epoch"] == 1 and at["mean_acc_pct"] == pytest.approx({"fp32": 30.0, "bf16": 31.0})
+    assert any("no fp32/bf16 pair finished" in f for f in part.data["failures"])
+
+
 @needs_data
 @pytest.mark.slow
 def test_time_cap_kills_a_section_and_the_budget_skips_the_rest(tmp_path):
