@@ -25,8 +25,9 @@ from naspoison.spaces.darts import sample_genotype
 from naspoison.train import Recipe, build_eval_network, fit, seed_everything
 
 
-def plain_fit(model, data, recipe: Recipe, device, workers: int) -> None:
-    """The reference: what a DataLoader + CPU-augmentation training script does, epoch for epoch."""
+def plain_fit(model, data, recipe: Recipe, device, workers: int, on_epoch=None) -> None:
+    """The reference: what a DataLoader + CPU-augmentation training script does, epoch for epoch.
+    ``on_epoch(epoch)`` is called after each epoch's test pass (gpu_check.py times epochs with it)."""
     train = plain_loader(data.x_train, data.y_train, data.x_train, recipe.batch_size, recipe.crop_padding, True,
                          workers, device)
     test = plain_loader(data.x_test, data.y_test, data.x_train, recipe.eval_batch_size, 0, False, workers, device)
@@ -57,6 +58,8 @@ def plain_fit(model, data, recipe: Recipe, device, workers: int) -> None:
                 correct += (model(xb.to(device))[0].argmax(1).cpu() == yb).sum().item()
         if not math.isfinite(total):
             raise FloatingPointError("diverged")
+        if on_epoch:
+            on_epoch(epoch)
 
 
 def main():
