@@ -8,7 +8,7 @@ the change of the softmax weights, and the poison objective curve (a few GC step
       --out benchmarks/results/fidelity_nasgc_pdarts_cifar10.json
 
 demo: the demo profile's P-DARTS (digits, 3/4/5 cells, 4 channels, 3 epochs, 400 images) seed 0.
-cifar: 3/4/5 cells, 4 channels, 4 epochs (2 warm-up), 1000 search images of the CIFAR-10 subset, seed 0.
+cifar: 3/4/5 cells, 4 channels, 3 epochs (1 warm-up), 600 search images of the CIFAR-10 subset, seed 0.
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def main() -> None:
                               init_channels=4, search_size=400, crop_padding=1, flip=False)
     else:
         data = load_dataset({"name": "npz", "path": args.npz})
-        params = PDARTSParams(cells=[3, 4, 5], skip_dropout=[0.1, 0.4, 0.7], epochs=4, warmup_epochs=2, batch_size=64,
-                              init_channels=4, search_size=1000)
+        params = PDARTSParams(cells=[3, 4, 5], skip_dropout=[0.1, 0.4, 0.7], epochs=3, warmup_epochs=1, batch_size=64,
+                              init_channels=4, search_size=600)
     t0 = time.perf_counter()
     keep: dict = {}
     found = PDARTS().search(data, params, 0, keep=keep, log=lambda m: print("  " + m, flush=True))

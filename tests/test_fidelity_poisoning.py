@@ -146,3 +146,42 @@ def test_random_search_uses_the_named_sampler():
     assert Genotype.from_dict(ref["genotype"]) == sample_reference(np.random.default_rng(7))
     with pytest.raises(ValueError):
         RandomParams.model_validate({"sampler": "uniform"})
+
+
+# ----------------------------------------------------------------------------- precision, paper profile values
+def test_precision_is_part_of_the_recipe_key_and_bf16_autocast_only_when_asked():
+    from naspoison.run import stages
+    from naspoison.store import content_key
+    from naspoison.train import Recipe, autocast_for
+
+    g = sample_genotype(np.random.default_rng(0)).to_dict()
+    ds = {"name": "digits"}
+    fp32 = content_key(stages.train_spec(g, Recipe().model_dump(), ds, 0))
+    bf16 = content_key(stages.train_spec(g, Recipe(precision="bf16").model_dump(), ds, 0))
+    assert Recipe().precision == "fp32" and fp32 != bf16
+    lin = nn.Linear(4, 2)
+    x = torch.randn(3, 4)
+    with autocast_for(torch.device("cpu"), "bf16"):
+        assert lin(x).dtype == torch.bfloat16
+    with autocast_for(torch.device("cpu")):
+        assert lin(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        autocast_for(torch.device("cpu"), "fp16")
+
+
+def _paper_profile():
+    from pathlib import Path
+
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "suite.yaml").read_text())["profiles"]["paper"]
+
+
+def test_paper_profile_runs_the_reference_values():
+    prof = _paper_profile()
+    # ztcoalson/pdarts run_search.sh: --dropout_rate 0.1 --dropout_rate 0.4 --dropout_rate 0.7
+    assert prof["algorithms"]["pdarts"]["skip_dropout"] == [0.1, 0.4, 0.7]
+    assert prof["algorithms"]["random"]["sampler"] == "reference"
+    assert prof["train"]["precision"] == "fp32" and prof["algorithms"]["pdarts"]["precision"] == "fp32"
+    nas_gc = NASGCParams.model_validate(prof["attacks"]["nas_gradient_canceling"])
+    assert nas_gc.for_victim("pdarts").gradpc == GradPCParams(epsilon=1.0, relative=False)

@@ -25,7 +25,7 @@ trials first.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from naspoison.attacks.base import AttackContext, Poison
 from naspoison.attacks.gradient_canceling import GCParams, GradPCParams, cancel_gradients
@@ -40,6 +40,15 @@ class NASGCParams(GCParams):
     gradpc_by_victim: dict[str, GradPCParams] = Field(
         default_factory=_authors_targets,
         description="GradPC settings per victim algorithm (replacing gradpc); default: P-DARTS absolute l2 1.0")
+
+    @model_validator(mode="after")
+    def _known_victims(self) -> NASGCParams:
+        from naspoison.nas import ALGORITHMS  # lazy: the algorithms import the attack-free parts only
+
+        unknown = sorted(set(self.gradpc_by_victim) - set(ALGORITHMS))
+        if unknown:
+            raise ValueError(f"gradpc_by_victim: unknown algorithm(s) {unknown}; known: {sorted(ALGORITHMS)}")
+        return self
 
     def for_victim(self, algorithm: str) -> NASGCParams:
         """The parameters as run against ``algorithm``: its entry (if any) becomes ``gradpc``."""
