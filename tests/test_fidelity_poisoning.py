@@ -155,7 +155,7 @@ def test_precision_is_part_of_the_recipe_key_and_bf16_autocast_only_when_asked()
     from naspoison.train import Recipe, autocast_for
 
     g = sample_genotype(np.random.default_rng(0)).to_dict()
-    ds = {"name": "digits"}
+    ds = {"name": "digits", "train_size": None, "test_size": None, "subset_seed": 0}
     fp32 = content_key(stages.train_spec(g, Recipe().model_dump(), ds, 0))
     bf16 = content_key(stages.train_spec(g, Recipe(precision="bf16").model_dump(), ds, 0))
     assert Recipe().precision == "fp32" and fp32 != bf16
