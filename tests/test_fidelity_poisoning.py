@@ -183,5 +183,12 @@ def test_paper_profile_runs_the_reference_values():
     assert prof["algorithms"]["pdarts"]["skip_dropout"] == [0.1, 0.4, 0.7]
     assert prof["algorithms"]["random"]["sampler"] == "reference"
     assert prof["train"]["precision"] == "fp32" and prof["algorithms"]["pdarts"]["precision"] == "fp32"
+    from naspoison.nas.robot import RoBoTParams
+
+    robot = RoBoTParams.model_validate(prof["algorithms"]["robot"])
+    assert (robot.init_points, robot.max_bo_iterations, robot.queries, robot.metric_layers) == (1, 25, 25, 5)
+    q = robot.query_train
+    assert (q.batch_size, q.lr, q.lr_min, q.drop_path_prob, q.layers, q.crop_padding, q.flip) == \
+        (576, 0.1, 0.005, 0.2, 5, 0, False)
     nas_gc = NASGCParams.model_validate(prof["attacks"]["nas_gradient_canceling"])
     assert nas_gc.for_victim("pdarts").gradpc == GradPCParams(epsilon=1.0, relative=False)
