@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -18,6 +19,11 @@ from torch import nn
 from naspoison.data.augment import DeviceImages, augment, channel_stats, cutout
 from naspoison.data.datasets import ImageData
 from naspoison.spaces.darts import EvalNetwork, Genotype, count_parameters
+
+
+# Numerics of a computation, part of its key: a store never holds bf16 and fp32 cells under one key.
+# fp32 (the papers' precision) by default on every device; bf16 autocast only when a profile asks.
+Precision = Literal["fp32", "bf16"]
 
 
 class Recipe(BaseModel):
@@ -38,6 +44,8 @@ class Recipe(BaseModel):
     flip: bool = True
     cutout: int = Field(16, ge=0)
     eval_batch_size: int = Field(500, gt=0)
+    lr_min: float = Field(0.0, ge=0, description="cosine schedule floor (RoBoT's query training: 5e-3)")
+    precision: Precision = "fp32"
 
 
 class PlainRecipe(BaseModel):
@@ -69,16 +77,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast_for(device: torch.device):
-    # bf16 on CUDA; plain fp32 on CPU so CPU results stay exact and deterministic
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+def autocast_for(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast on any device when the recipe says ``bf16``; otherwise plain fp32 (also on CUDA)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r}: expected 'fp32' or 'bf16'")
+    return torch.autocast(device.type, enabled=False)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DeviceImages, batch_size: int) -> float:
+def evaluate(model: nn.Module, data: DeviceImages, batch_size: int, precision: str = "fp32") -> float:
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=data.x.device)
-    with autocast_for(data.x.device):
+    with autocast_for(data.x.device, precision):
         for i in range(0, len(data), batch_size):
             logits, _ = model(data.normalise(data.x[i:i + batch_size]))
             correct += (logits.argmax(1) == data.y[i:i + batch_size]).sum()
@@ -130,7 +142,9 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
     step_model = compiled(model)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                           weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs)
+    # recipes without these fields (the Evas models, fine-tuning) run fp32 with a zero floor
+    precision, lr_min = getattr(recipe, "precision", "fp32"), getattr(recipe, "lr_min", 0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs, eta_min=lr_min)
     gen = torch.Generator(device=device).manual_seed(seed)
     criterion = nn.CrossEntropyLoss()
     curves: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "test_acc": [], "lr": []}
@@ -147,7 +161,7 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
             xb = augment(train.x[idx], gen, recipe.crop_padding, recipe.flip)
             xb = cutout(train.normalise(xb), gen, recipe.cutout)
             yb = train.y[idx]
-            with autocast_for(device):
+            with autocast_for(device, precision):
                 logits, aux = step_model(xb)
                 loss = criterion(logits, yb)
                 if aux is not None:
@@ -162,7 +176,7 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
         sched.step()
         curves["train_loss"].append(loss_sum.item() / n)  # one host sync per epoch, not per step
         curves["train_acc"].append(correct.item() / n)
-        curves["test_acc"].append(evaluate(model, test, recipe.eval_batch_size))
+        curves["test_acc"].append(evaluate(model, test, recipe.eval_batch_size, precision))
         if not math.isfinite(curves["train_loss"][-1]):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {curves['train_loss'][-1]}")
         if on_epoch:

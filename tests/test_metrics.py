@@ -226,6 +226,6 @@ def test_compute_metrics_shares_the_loss_pass_and_equals_each_metric_alone():
 
 
 def test_metrics_declare_their_properties():
-    assert {n for n, m in METRICS.items() if m.needs_labels} == {"grad_norm", "snip", "grasp", "fisher"}
+    assert {n for n, m in METRICS.items() if m.needs_labels} == {"grad_norm", "snip", "grasp", "fisher", "fisher_fanin"}
     assert METRICS["ntk_cond"].sign == -1 and METRICS["linear_regions"].sign == 1
     assert METRICS["synflow"].bn_mode == "none"

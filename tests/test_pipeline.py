@@ -290,6 +290,11 @@ def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_pat
         assert summary["victim"]["target"].startswith("alphas" if alg == "pdarts" else "weights")
         if alg == "pdarts":  # θ = the alphas of the last stage: 2 cells × 14 edges × 3 alive ops
             assert summary["target"]["n_params"] == 2 * 14 * 3
+            # the authors' absolute radius 1.0 (issue 18), resolved into the key; its effect on the genotype recorded
+            assert rec.spec["params"]["attack_params"]["gradpc"] == {**rec.spec["params"]["attack_params"]["gradpc"],
+                                                                     "epsilon": 1.0, "relative": False}
+            assert summary["target"]["radius"] == 1.0
+            assert 0 <= summary["target"]["architecture"]["genotype_entries_changed"]["total"] <= 16
         else:  # θ = every weight of the trained final network except the (unused in eval) auxiliary head
             assert 1000 < summary["target"]["n_params"] < 100_000
         assert summary["target"]["distance"] <= summary["target"]["radius"] * (1 + 1e-5)

@@ -15,7 +15,9 @@ Choices, stated once:
   of them are poisoned, as in the paper. Each variant is normalised with its own channel statistics,
   as a search on it would be.
 * Metrics: the paper's Table 2 columns (TE-NAS's ntk_cond and linear_regions; RoBoT's grad_norm,
-  snip, grasp, fisher) plus jacob_cov, which RoBoT also uses and which reads data. synflow is left
+  snip, grasp, fisher) plus jacob_cov, which RoBoT also uses and which reads data. ``fisher`` is the
+  per-channel definition the paper names; RoBoT's own weighting (``fisher_fanin``) can be listed in
+  ``metrics`` instead. synflow is left
   out by default (it reads no data, so its change is zero by construction: the paper's footnote 3).
   A label-free metric (ntk_cond, linear_regions, jacob_cov) cannot move under a label-flip attack:
   its change there is exactly 0.
@@ -53,7 +55,7 @@ class SensitivityParams(BaseModel):
     tenas: TENASParams = Field(default_factory=TENASParams, description="TE-NAS's probes (its search fields unused)")
     robot_batch_size: int = Field(64, gt=1)
     robot_channels: int = Field(16, gt=0)
-    robot_layers: int = Field(8, ge=3)
+    robot_layers: int = Field(5, ge=3)  # RoBoT's metric network (its search.py: --layers 5)
     seed: int = 0
 
     @field_validator("metrics")

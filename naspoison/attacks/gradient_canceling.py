@@ -153,14 +153,42 @@ def gradpc(model: nn.Module, params: list[torch.Tensor], train: DeviceImages, p:
 
 
 @torch.no_grad()
-def accuracy_and_loss(model: nn.Module, data: DeviceImages, batch_size: int = 500) -> tuple[float, float]:
+def accuracy_and_loss(model: nn.Module, data: DeviceImages, batch_size: int = 500,
+                      predictions: list | None = None) -> tuple[float, float]:
+    """Test accuracy and mean loss; ``predictions``, if given, receives the arg-max of every sample."""
     model.eval()
     correct, loss = 0, 0.0
     for i in range(0, len(data), batch_size):
         logits = model(data.normalise(data.x[i:i + batch_size]))[0]
         correct += int((logits.argmax(1) == data.y[i:i + batch_size]).sum())
         loss += float(F.cross_entropy(logits, data.y[i:i + batch_size], reduction="sum"))
+        if predictions is not None:
+            predictions.append(logits.argmax(1).cpu())
     return correct / len(data), loss / len(data)
+
+
+# A target that flips no test prediction and moves the test loss by less than this (relative) is
+# refused: poisons crafted toward it would cancel gradients of the clean model itself (the relative
+# radius 0.005·‖α‖ on P-DARTS's ~0.02-norm alphas gave such a target: 1.5e-5 relative loss change).
+MIN_TARGET_LOSS_CHANGE = 1e-3
+
+
+def check_target_effect(names: Sequence[str], params: Sequence[torch.Tensor], theta0: Sequence[torch.Tensor],
+                        changed_predictions: int, loss0: float, loss1: float, radius: float) -> None:
+    """Raise if the GradPC target is numerically the clean model (see ``MIN_TARGET_LOSS_CHANGE``),
+    naming each target parameter with how far it moved."""
+    rel_loss = abs(loss1 - loss0) / max(abs(loss0), 1e-12)
+    identical = all(torch.equal(t.detach(), t0) for t, t0 in zip(params, theta0))
+    if not identical and (changed_predictions > 0 or rel_loss >= MIN_TARGET_LOSS_CHANGE):
+        return
+    moved = ", ".join(f"{n} (‖Δ‖₂ {float((t.detach() - t0).norm()):.3g} of ‖θ₀‖₂ {float(t0.norm()):.3g})"
+                      for n, t, t0 in zip(names, params, theta0))
+    raise ValueError(
+        f"GradPC target is numerically identical to the clean model: radius {radius:.3g} moved {moved}, "
+        f"{changed_predictions} test predictions changed, test loss {loss0:.6g} -> {loss1:.6g} "
+        f"(relative {rel_loss:.2g} < {MIN_TARGET_LOSS_CHANGE:g}); poisons toward it would target the clean model. "
+        "Raise gradpc.epsilon, or set gradpc.relative: false for parameters with a small norm "
+        "(P-DARTS's alphas: the authors used an absolute epsilon of 1.0)")
 
 
 # ----------------------------------------------------------------------------- gradient canceling
@@ -170,20 +198,22 @@ def cancel_gradients(model: nn.Module, named_params: Sequence[tuple[str, nn.Para
     """GradPC on ``named_params`` of ``model`` (moved in place to the target), then Algorithm 2 on
     p·n randomly chosen training images. Returns the poison with a summary of both."""
     params = select_params(named_params, p.param_subset)
+    names = [n for n, q in named_params if any(q is t for t in params)]
     flags = [(q, q.requires_grad) for q in model.parameters()]
     for q, _ in flags:  # gradients w.r.t. θ only; every flag is restored afterwards, even on an error
         q.requires_grad_(False)
     for q in params:
         q.requires_grad_(True)
     try:
-        return _cancel(model, params, data, budget, p, rng, torch.device(device), log)
+        return _cancel(model, params, data, budget, p, rng, torch.device(device), log, names)
     finally:
         for q, flag in flags:
             q.requires_grad_(flag)
 
 
 def _cancel(model: nn.Module, params: list[nn.Parameter], data: ImageData, budget: float, p: GCParams,
-            rng: np.random.Generator, device: torch.device, log: Callable[[str], None]) -> Poison:
+            rng: np.random.Generator, device: torch.device, log: Callable[[str], None],
+            names: Sequence[str] = ()) -> Poison:
     model.eval()
     mean, std = channel_stats(data.x_train)
     train = DeviceImages(data.x_train, data.y_train, device, mean, std)
@@ -191,10 +221,17 @@ def _cancel(model: nn.Module, params: list[nn.Parameter], data: ImageData, budge
     normalise: Normalise = lambda x: (x - train.mean) / train.std  # [0,1] pixels -> model input
 
     gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
-    acc0, loss0 = accuracy_and_loss(model, test)
+    pred0: list = []
+    pred1: list = []
+    acc0, loss0 = accuracy_and_loss(model, test, predictions=pred0)
+    theta0 = [t.detach().clone() for t in params]
     target = gradpc(model, params, train, p.gradpc, gen, log)
-    acc1, loss1 = accuracy_and_loss(model, test)
-    log(f"GradPC target: test accuracy {acc0:.4f} -> {acc1:.4f}, loss {loss0:.3f} -> {loss1:.3f}")
+    acc1, loss1 = accuracy_and_loss(model, test, predictions=pred1)
+    changed = int((torch.cat(pred0) != torch.cat(pred1)).sum())
+    log(f"GradPC target: test accuracy {acc0:.4f} -> {acc1:.4f}, loss {loss0:.3f} -> {loss1:.3f}, "
+        f"{changed} predictions changed")
+    check_target_effect(list(names) or [f"param{i}" for i in range(len(params))], params, theta0, changed,
+                        loss0, loss1, target["radius"])
 
     n = len(data.y_train)
     idx = choose_indices(rng, budget, n)
@@ -243,7 +280,8 @@ def _cancel(model: nn.Module, params: list[nn.Parameter], data: ImageData, budge
         "n_poisoned": k,
         "target": {**target, "test_acc_before": acc0, "test_acc_after": acc1,
                    "test_loss_before": loss0, "test_loss_after": loss1,
-                   "accuracy_drop": acc0 - acc1, "n_params": int(sum(q.numel() for q in params)),
+                   "accuracy_drop": acc0 - acc1, "test_predictions_changed": changed,
+                   "params": list(names), "n_params": int(sum(q.numel() for q in params)),
                    "param_subset": p.param_subset},
         "objective_initial": curve[0], "objective_last_step": curve[-1], "objective_final_uint8": final,
         "objective_curve": curve,

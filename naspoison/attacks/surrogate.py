@@ -11,7 +11,7 @@ from naspoison.attacks.base import AttackContext
 from naspoison.data.datasets import ImageData
 from naspoison.models import ResNet18
 from naspoison.store import content_key, state_from_bytes, state_to_bytes
-from naspoison.train import PlainRecipe, fit, seed_everything
+from naspoison.train import PlainRecipe, Precision, fit, seed_everything
 
 VERSION = "1"
 
@@ -22,6 +22,7 @@ class SurrogateRecipe(PlainRecipe):
 
     width: int = Field(64, gt=0, description="channels of the first stage (64 = ResNet-18)")
     seed: int = 0
+    precision: Precision = "fp32"
 
 
 def surrogate_model(data: ImageData, recipe: SurrogateRecipe, ctx: AttackContext, device="cpu") -> tuple[ResNet18, dict]:

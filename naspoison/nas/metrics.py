@@ -24,6 +24,13 @@ Definitions (written from the papers; layer set = every Conv2d and Linear weight
   Hessian-vector product.
 * ``synflow`` (Tanaka et al. 2020): on a float64 copy with every parameter and buffer replaced by
   its absolute value and BN bypassed, R = Σ model(1); Σ |W ⊙ ∂R/∂W|. No data, no labels.
+* ``synflow_bn``: RoBoT's synflow as its reference computes it (foresight ``synflow`` on the DARTS
+  network, ztcoalson/RoBoT ``search.py``: ``compute_synflow_per_weight``): the same, but BN kept, in
+  train mode, on the batch of one input of ones (batch statistics over the spatial positions).
+  Not the same ranking as ``synflow`` (issue 18: Spearman ≈ −0.2 over a pool).
+* ``fisher_fanin``: RoBoT's fisher as its reference computes it (foresight ``fisher``, mode
+  "channel"): each channel's value is broadcast to every weight of that channel before summing, so
+  it counts fan-in times (in_channels/groups·k·k for a conv, in_features for a linear layer).
 * ``jacob_cov`` (Mellor et al. 2021): J the per-sample input gradients of the summed logits; C
   their correlation matrix (float64); −Σ_i [log(λ_i + 1e-5) + 1/(λ_i + 1e-5)] over C's
   eigenvalues. NaN if a row of J is constant (no correlation defined).
@@ -196,14 +203,16 @@ def loss_gradient_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     wg, ag = grads[:len(weights)], grads[len(weights):]
     grad_norm = sum(float(g.norm()) for g in wg if g is not None)
     snip = sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, wg) if g is not None)
-    fisher = 0.0
-    for a, g in zip(acts, ag):
+    fisher = fisher_fanin = 0.0
+    for m, a, g in zip(mods, acts, ag):
         if g is None:
             continue
         prod = a.detach() * g
         per_channel = prod.sum((2, 3)) if prod.dim() == 4 else prod
-        fisher += float(0.5 * per_channel.pow(2).mean(0).sum())
-    return {"grad_norm": grad_norm, "snip": snip, "fisher": fisher}
+        channel = 0.5 * per_channel.pow(2).mean(0)
+        fisher += float(channel.sum())
+        fisher_fanin += float(channel.sum()) * (m.weight[0].numel())  # the reference's broadcast: fan-in per channel
+    return {"grad_norm": grad_norm, "snip": snip, "fisher": fisher, "fisher_fanin": fisher_fanin}
 
 
 @register("grad_norm", needs_labels=True)
@@ -219,6 +228,11 @@ def snip(model, x, y):
 @register("fisher", needs_labels=True)
 def fisher(model, x, y):
     return loss_gradient_metrics(model, x, y)["fisher"]
+
+
+@register("fisher_fanin", needs_labels=True)
+def fisher_fanin(model, x, y):
+    return loss_gradient_metrics(model, x, y)["fisher_fanin"]
 
 
 @register("grasp", needs_labels=True)
@@ -242,9 +256,10 @@ def _bypass_bn(model: nn.Module) -> None:
 
 
 @register("synflow", needs_labels=False, bn_mode="none")
-def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
+def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, keep_bn: bool = False) -> float:
     net = copy.deepcopy(model).double()
-    _bypass_bn(net)
+    if not keep_bn:
+        _bypass_bn(net)
     with torch.no_grad():
         for t in list(net.parameters()) + list(net.buffers()):
             if t.is_floating_point():
@@ -254,6 +269,11 @@ def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) ->
         r = net(torch.ones(1, *x.shape[1:], dtype=torch.float64, device=x.device)).sum()
         grads = torch.autograd.grad(r, weights, allow_unused=True)
     return float(sum((w.detach() * g).abs().sum() for w, g in zip(weights, grads) if g is not None))
+
+
+@register("synflow_bn", needs_labels=False, bn_mode="train")
+def synflow_bn(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
+    return synflow(model, x, y, keep_bn=True)
 
 
 @register("jacob_cov", needs_labels=False)
@@ -270,7 +290,7 @@ def jacob_cov(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) 
 
 
 # ----------------------------------------------------------------------------- several at once
-SHARED_LOSS_PASS = ("grad_norm", "snip", "fisher")
+SHARED_LOSS_PASS = ("grad_norm", "snip", "fisher", "fisher_fanin")
 
 
 def compute_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, names: Iterable[str]) -> dict[str, float]:

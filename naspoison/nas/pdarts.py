@@ -35,7 +35,7 @@ from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.data.datasets import ImageData
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
 from naspoison.spaces.darts_supernet import SuperNetwork
-from naspoison.train import autocast_for, seed_everything
+from naspoison.train import Precision, autocast_for, seed_everything
 
 SKIP = "skip_connect"
 NONE = "none"
@@ -67,6 +67,7 @@ class PDARTSParams(BaseModel):
     skip_cap: int = Field(2, ge=0, le=2 * N_NODES)
     crop_padding: int = Field(4, ge=0)
     flip: bool = True
+    precision: Precision = "fp32"
 
     @model_validator(mode="after")
     def _consistent(self) -> PDARTSParams:
@@ -282,7 +283,7 @@ def _train_stage(model: SuperNetwork, weights_half: DeviceImages, alpha_half: De
         for s in range(steps):
             if train_arch:
                 xa, ya = batch(alpha_half, alpha_batches.next_indices())
-                with autocast_for(device):
+                with autocast_for(device, p.precision):
                     logits_a = model(xa)
                     loss_a = criterion(logits_a, ya)
                 opt_a.zero_grad(set_to_none=True)
@@ -293,7 +294,7 @@ def _train_stage(model: SuperNetwork, weights_half: DeviceImages, alpha_half: De
                 sums[3] += (logits_a.detach().argmax(1) == ya).sum()
                 n_arch += len(ya)
             xb, yb = batch(weights_half, perm[s * p.batch_size:(s + 1) * p.batch_size])
-            with autocast_for(device):
+            with autocast_for(device, p.precision):
                 logits = model(xb)
                 loss = criterion(logits, yb)
             opt_w.zero_grad(set_to_none=True)

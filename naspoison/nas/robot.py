@@ -19,6 +19,25 @@ Choices, stated once:
   ``max_bo_iterations`` proposals; exploitation then fills the budget up to ``queries``.
 * Ties: arg-max over the pool takes the lowest pool index; the returned architecture is the
   first-trained among equal best accuracies.
+
+Against the reference (ztcoalson/RoBoT ``darts_space/search.py``, the fork the poisoning paper ran):
+* Query training and metric network are the reference's by default: batch 576, SGD lr 0.1 cosine
+  to 5e-3, momentum 0.9, wd 3e-4, clip 5, drop-path 0.2 ramped, **no augmentation** (its loaders use
+  the validation transform), no auxiliary head, 5 cells of 16 channels, 10 epochs; metrics on a
+  5-cell, 16-channel network.
+* Metrics: the reference's definitions by default (``synflow_bn``: BN kept in train mode on the
+  batch of one; ``fisher_fanin``: each channel counted fan-in times); the library's ``synflow``
+  (Tanaka et al., BN bypassed) and ``fisher`` (per channel once) are named alternatives.
+* Pool: ``pool_sampler: all_ops`` (default) samples all 7 non-``none`` ops; ``reference`` reproduces
+  the reference's sampler, whose op index runs over 1..6 of the 8 primitives, so it never proposes
+  dil_conv_5x5 (a defect). Both draw two distinct inputs per node, as the reference does.
+* BO: 1 random proposal, then UCB (κ 2.576), 25 proposals in all, then exploitation up to 25
+  distinct trainings — the reference's ``maximize(init_points=0, n_iter=24)`` plus its fill loop.
+  The GP (scikit-learn, Matern 5/2 + white noise) and the acquisition maximiser (random candidates)
+  are ours, not bayes_opt's. Normalisation by ranks (reference: min-max) is ours.
+* Returned architecture: ``pick: best_evaluated`` (default); ``reference`` reproduces the reference's
+  selection loop, which starts from ``min(val_accs) - 1`` — the smallest *pool index* trained, not an
+  accuracy — and pool entry 0, so it returns entry 0 unless an accuracy (in %) beats that index.
 """
 from __future__ import annotations
 
@@ -28,6 +47,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.stats import rankdata
 from sklearn.exceptions import ConvergenceWarning
@@ -36,23 +57,31 @@ from torch import nn
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData, make_image_data
 from naspoison.nas.metrics import METRICS, compute_metrics
-from naspoison.spaces.darts import EvalNetwork, sample_genotype
+from naspoison.nas.random_search import NON_NONE_OPS, sample_distinct
+from naspoison.spaces.darts import EvalNetwork
 from naspoison.train import Recipe, seed_everything, train_genotype
 
-PAPER_METRICS = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"]
+# the reference's six metrics as it computes them (search.py compute_metrics)
+PAPER_METRICS = ["grad_norm", "snip", "grasp", "fisher_fanin", "synflow_bn", "jacob_cov"]
+# the reference's pool never reaches dil_conv_5x5 (op index 1..6 of 8)
+REFERENCE_POOL_OPS = tuple(op for op in NON_NONE_OPS if op != "dil_conv_5x5")
 
 
 class QueryRecipe(Recipe):
-    """The short training that scores a query: the retraining recipe with RoBoT's defaults (10 epochs;
-    width, depth and regularisers of a quick proxy run), so a profile that sets only some keys gets
-    these, not the 600-epoch retraining values."""
+    """The short training that scores a query, with the reference's values (search.py: batch 576,
+    lr 0.1 cosine to 5e-3, drop-path 0.2, no augmentation, no auxiliary head, 5 cells of 16 channels,
+    10 epochs), so a profile that sets only some keys gets these, not the retraining recipe's."""
 
     epochs: int = Field(10, gt=0)
-    batch_size: int = Field(96, gt=0)
+    batch_size: int = Field(576, gt=0)
+    lr: float = Field(0.1, gt=0)
+    lr_min: float = Field(5e-3, ge=0)
     init_channels: int = Field(16, gt=0)
-    layers: int = Field(8, ge=3)
+    layers: int = Field(5, ge=3)
     auxiliary_weight: float = Field(0.0, ge=0)
-    drop_path_prob: float = Field(0.0, ge=0, lt=1)
+    drop_path_prob: float = Field(0.2, ge=0, lt=1)
+    crop_padding: int = Field(0, ge=0)
+    flip: bool = False
     cutout: int = Field(0, ge=0)
 
 
@@ -64,11 +93,13 @@ class RoBoTParams(BaseModel):
     metrics: list[str] = Field(default_factory=lambda: list(PAPER_METRICS), min_length=1)
     metric_batch_size: int = Field(64, gt=1)
     metric_channels: int = Field(16, gt=0)
-    metric_layers: int = Field(8, ge=3)
+    metric_layers: int = Field(5, ge=3)
+    pool_sampler: Literal["all_ops", "reference"] = "all_ops"
+    pick: Literal["best_evaluated", "reference"] = "best_evaluated"
     queries: int = Field(25, gt=0, description="distinct architectures trained, BO and exploitation together")
-    bo_queries: int = Field(15, gt=0)
-    init_points: int = Field(3, gt=0, description="random w before the GP takes over")
-    max_bo_iterations: int = Field(100, gt=0)
+    bo_queries: int = Field(25, gt=0)
+    init_points: int = Field(1, gt=0, description="random w before the GP takes over")
+    max_bo_iterations: int = Field(25, gt=0, description="BO proposals at most (the reference: 1 + 24)")
     ucb_kappa: float = Field(2.576, ge=0)
     acquisition_candidates: int = Field(2000, gt=0)
     train_portion: float = Field(0.5, gt=0, lt=1)
@@ -153,6 +184,17 @@ def bo_search(z: np.ndarray, evaluate: Callable[[int], float], p: RoBoTParams, s
             "accuracies": {str(i): acc for i, acc in evaluated.items()}, "history": history}
 
 
+def reference_pick(trained: list[int], accuracies: dict[int, float]) -> int:
+    """The reference's final selection (search.py after exploitation), accuracies in percent: it
+    starts from pool entry 0 and ``min(val_accs) - 1``, where ``min`` of the dict is the smallest
+    *index* trained, and keeps an architecture only if its accuracy beats the running value."""
+    opt_acc, opt_arch = min(trained) - 1, 0
+    for arch in trained:
+        if accuracies[arch] > opt_acc:
+            opt_acc, opt_arch = accuracies[arch], arch
+    return opt_arch
+
+
 # ----------------------------------------------------------------------------- the search
 class Logits(nn.Module):
     """An EvalNetwork seen as x -> logits (metrics take a plain classifier)."""
@@ -187,7 +229,8 @@ class RoBoT:
         device = torch.device(device)
         seed_everything(seed)
         rng = np.random.default_rng([seed, 0x9001])
-        pool = [sample_genotype(rng) for _ in range(params.pool_size)]
+        ops = NON_NONE_OPS if params.pool_sampler == "all_ops" else REFERENCE_POOL_OPS
+        pool = [sample_distinct(rng, ops) for _ in range(params.pool_size)]
         h, _, c = data.shape
         idx = np.sort(rng.choice(len(data.y_train), size=min(params.metric_batch_size, len(data.y_train)), replace=False))
         mean, std = channel_stats(data.x_train)
@@ -212,12 +255,15 @@ class RoBoT:
 
         found = bo_search(z, evaluate, params, seed, log)
         finite = np.isfinite(values)
+        chosen = found["best"]
+        if params.pick == "reference":
+            chosen = reference_pick(found["trained"], {i: 100 * a for i, a in ((int(k), v) for k, v in found["accuracies"].items())})
 
         def metric_row(i: int) -> dict:
             return {m: (float(values[i, j]) if finite[i, j] else None) for j, m in enumerate(params.metrics)}
 
         return {
-            "genotype": pool[found["best"]].to_dict(),
+            "genotype": pool[chosen].to_dict(), "pick": params.pick, "returned_pool_index": chosen,
             "best_pool_index": found["best"], "best_acc": found["best_acc"], "best_w": found["best_w"],
             "metrics": params.metrics,
             "trained": [{"pool_index": i, "genotype": pool[i].to_dict(), "acc": found["accuracies"][str(i)],

@@ -17,7 +17,7 @@ the mean over ``repeats``.
 Choices, stated once:
 * ``init="reference"`` (default): networks keep PyTorch's default initialisation, drawn fresh each
   round; repeats differ only in their data. This is what the published launcher runs: its
-  ``--init kaiming_uniform`` matches no branch of its ``init_model``, so re-init is a silent no-op.
+  ``--init kaiming_normal`` matches no branch of its ``init_model``, so re-init is a silent no-op.
   ``init="kaiming"``: a real Kaiming-normal re-init per repeat (fan-out for the NTK network,
   fan-in for the linear-region network, BN scale 1 and shift 0), as the code evidently intended.
 * The parent's κ and region count are computed once per round (and node group) and repeat, with
@@ -29,6 +29,10 @@ Choices, stated once:
   region inputs are ``lr_batches`` × ``lr_batch_size`` random ``lr_input_size``² crops of one
   random channel of training images — so poisoned images reach both measurements. No labels are
   read.
+* Randomness that is ours, not the reference's (docs/fidelity/tenas.md): one NTK batch and one set
+  of crops shared by all candidates of a repeat (the reference draws new ones per call); the
+  region network's weights drawn once per round (reference: per candidate); no augmentation and
+  dataset-statistics normalisation (reference: crop + flip, fixed CIFAR mean/std).
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from naspoison.store import ArtifactCache, Record, ResultStore, content_key, sta
 from naspoison.store.artifacts import recording
 from naspoison.store.timings import split_timings
 
-VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1", "sanitize": "1"}
+VERSIONS = {"poison": "2", "search": "2", "train": "2", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "2", "sanitize": "1"}
 SPACE = "darts"
 
 

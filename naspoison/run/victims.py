@@ -4,6 +4,7 @@ recomputed deterministically when an artifact was evicted.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,8 @@ class Victim:
     model: nn.Module                              # model(x) -> (logits, None), eval mode
     named_params: list[tuple[str, nn.Parameter]]  # θ: what GradPC moves and GC matches
     info: dict                                    # recorded in the poison's summary
+    # alphas targets: the genotype and softmax weights derived from the model's current alphas
+    architecture: Callable[[], dict] | None = None
 
 
 class _PairOutput(nn.Module):
@@ -63,16 +66,28 @@ def load_victim(victim: dict, dataset: dict, store: ResultStore, artifacts: Arti
     info = {"algorithm": victim["algorithm"], "seed": best["seed"], "clean_test_acc": acc,
             "genotype": search_result["genotype"], "candidates": len(trials), "recomputed": False}
     if getattr(ALGORITHMS[victim["algorithm"]], "gc_target", "weights") == "alphas":
-        model = _supernet(victim, best, search_result, dataset, artifacts, device, log, info, store)
-        named = [("alpha_normal", model.alpha_normal), ("alpha_reduce", model.alpha_reduce)]
+        net = _supernet(victim, best, search_result, dataset, artifacts, device, log, info, store)
+        named = [("alpha_normal", net.alpha_normal), ("alpha_reduce", net.alpha_reduce)]
         info["target"] = "alphas of the converged supernet"
-        model = _PairOutput(model)
+        model = _PairOutput(net)
+        skip_cap = victim["algorithm_params"].get("skip_cap", 2)
+        architecture = lambda: _supernet_architecture(net, skip_cap)  # noqa: E731
     else:
+        architecture = None
         model = _trained(tspec, dataset, artifacts, device, log, info, trained)
         named = trained_weights(model)
         info["target"] = "weights of the trained final architecture"
     log(f"victim: {victim['algorithm']} seed {best['seed']} (clean accuracy {acc:.4f}), target {info['target']}")
-    return Victim(model.to(device).eval(), named, info)
+    return Victim(model.to(device).eval(), named, info, architecture)
+
+
+def _supernet_architecture(net: SuperNetwork, skip_cap: int) -> dict:
+    """The genotype P-DARTS derives from the supernet's current alphas (its last stage's rule)."""
+    from naspoison.nas.pdarts import _derive
+
+    probs = {k: v.double().cpu().numpy() for k, v in net.probabilities().items()}
+    ops = {"normal": [list(o) for o in net.normal_ops], "reduce": [list(o) for o in net.reduce_ops]}
+    return {"genotype": _derive(ops, probs, skip_cap)["genotype"], "probs": {k: v.tolist() for k, v in probs.items()}}
 
 
 def _trained(tspec: dict, dataset: dict, artifacts, device, log, info: dict, record=None) -> nn.Module:

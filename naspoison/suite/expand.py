@@ -318,7 +318,9 @@ def expand(suite: Suite, profile_name: str) -> Expansion:
                         requires = tuple(clean_trial(alg, s) for s in seeds)
                         victim = victim_spec(alg, alg_params(alg), [(t.seed, content_key(t.search)) for t in requires],
                                              recipe)
-                        poison = stages.poison_spec(dataset, attack, budget, att_params(attack), p.poison_seed, victim)
+                        # the victim's own GradPC radius, resolved here so the key holds what runs
+                        vparams = ATTACKS[attack].params_for_victim(att_params(attack), alg)
+                        poison = stages.poison_spec(dataset, attack, budget, vparams, p.poison_seed, victim)
                     # an algorithm that reads images but not labels (TE-NAS) has no label-flip rows;
                     # a data-free one (random) keeps every row as a control that must equal no-attack
                     if poison and ATTACKS[attack].changes == "labels" and cls.uses_data and not cls.uses_labels:
