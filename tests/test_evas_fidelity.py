@@ -75,3 +75,96 @@ def test_generator_recipe_optimiser_defaults_are_the_references():
         GeneratorRecipe(adam_betas=[0.5, 1.0])
     with pytest.raises(ValueError):
         GeneratorRecipe(lr_schedule="step")
+
+
+# --------------------------------------------------------------------------- score regime (item 4)
+def _cell():
+    from naspoison.spaces import nb201
+
+    return nb201.parse("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|none~2|")
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_coupled_ntk_equals_one_backward_per_logit_of_the_whole_batch(chunk):
+    from naspoison.backdoor.score import trigger_ntk_coupled
+    from naspoison.nas.metrics import named_weights
+    from naspoison.spaces import nb201
+
+    torch.manual_seed(0)
+    model = nb201.Network(_cell(), num_classes=4, C=4, cells_per_stage=1, in_channels=3).train()
+    x = torch.rand(6, 3, 8, 8)
+    fast = trigger_ntk_coupled(model, x, chunk)
+    # the definition: one train-mode forward of the batch; J_i row k = d out[i, k] / d weights, through the
+    # batch statistics; Θ = mean_i J_i J_iᵀ
+    params = named_weights(model)
+    out = model(x)[0]
+    slow = torch.zeros(4, 4, dtype=torch.float64)
+    for i in range(6):
+        rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(out[i, k], params, retain_graph=True)]).double()
+                for k in range(4)]
+        j = torch.stack(rows)
+        slow += j @ j.T
+    torch.testing.assert_close(fast, slow / 6, rtol=1e-5, atol=1e-9)
+
+
+def test_coupled_ntk_in_eval_mode_is_the_per_sample_ntk():
+    from naspoison.backdoor.score import trigger_ntk, trigger_ntk_coupled
+    from naspoison.spaces import nb201
+
+    torch.manual_seed(1)
+    model = nb201.Network(_cell(), num_classes=5, C=4, cells_per_stage=1, in_channels=3).eval()
+    x = torch.rand(5, 3, 8, 8)
+    torch.testing.assert_close(trigger_ntk_coupled(model, x, 2), trigger_ntk(model, x, 2), rtol=1e-5, atol=1e-9)
+
+
+def test_reference_regime_generator_is_nearly_the_affine_half_blend():
+    # eval mode with reset running statistics: at init the raw outputs are small, so m ≈ p ≈ 0.5 and
+    # x' ≈ 0.5·x + 0.25 for every input (what the Evas reference scores with)
+    from naspoison.backdoor.score import reset_generator, triggered
+
+    torch.manual_seed(0)
+    g = TriggerGenerator(3, "trojanzoo", channels=32)
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        ref = reset_generator(g)(x)
+    ours = triggered(g, x)
+    dev_ref, dev_ours = (ref - (0.5 * x + 0.25)).abs().mean(), (ours - (0.5 * x + 0.25)).abs().mean()
+    assert dev_ref < 0.1 and dev_ours > 3 * dev_ref, (dev_ref, dev_ours)
+
+
+def test_score_regimes_are_named_and_restore_modes():
+    from naspoison.backdoor.score import trigger_ntk_cond
+
+    torch.manual_seed(0)
+    from naspoison.spaces import nb201
+
+    model = nb201.Network(_cell(), num_classes=4, C=4, cells_per_stage=1, in_channels=3)
+    g = TriggerGenerator(3, channels=4)
+    x = torch.rand(6, 3, 8, 8)
+    k_ours = trigger_ntk_cond(model, g, x, lambda v: v, 3, "ours")
+    k_ref = trigger_ntk_cond(model, g, x, lambda v: v, 3, "reference")
+    assert k_ours > 1 and k_ref > 1 and k_ours != k_ref
+    assert model.training and g.training  # both as they were
+    with pytest.raises(ValueError, match="unknown score regime 'train'"):
+        trigger_ntk_cond(model, g, x, lambda v: v, 3, "train")
+
+
+# --------------------------------------------------------------------------- evolution variant (item 7)
+def test_reference_evolution_picks_parents_from_the_first_sample_size_slots():
+    from naspoison.nas.evas import EvasParams, aging_evolution
+    from naspoison.spaces import nb201
+
+    p = EvasParams(pool_size=12, sample_size=4, steps=60, evolution="reference", reference_pool_range=20)
+    out = aging_evolution(lambda ops: float(nb201.to_index(ops) % 97), p, seed=3)
+    h = out["history"]
+    init = h[:12]
+    assert len({e["arch"] for e in init}) == 12 and all(nb201.to_index(nb201.parse(e["arch"])) < 20 for e in init)
+    # ages: all start at 0 and the replaced slot's age resets, so slots are replaced round-robin 0, 1, ...;
+    # slot j at child step t holds the latest earlier child born into slot j, else the initial member j
+    for t, child in enumerate(h[12:]):
+        slots = []
+        for j in range(12):
+            born = [s for s in range(t) if s % 12 == j]
+            slots.append(h[12 + born[-1]]["step"] if born else j)
+        assert child["parent"] in slots[:4], (t, child["parent"], slots[:4])
+    assert out["score"] == min(e["score"] for e in h)
