@@ -168,3 +168,45 @@ def test_reference_evolution_picks_parents_from_the_first_sample_size_slots():
             slots.append(h[12 + born[-1]]["step"] if born else j)
         assert child["parent"] in slots[:4], (t, child["parent"], slots[:4])
     assert out["score"] == min(e["score"] for e in h)
+
+
+# --------------------------------------------------------------------------- poisoned fine-tuning (item 6)
+class _SpyTrigger(torch.nn.Module):
+    """Paints the whole image white and records what it was asked to trigger."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, source=None):
+        self.calls.append((len(x), source is not None))
+        return torch.ones_like(x)
+
+
+def test_per_batch_poisoning_adds_fresh_triggered_and_cross_rows(digits_small):
+    from naspoison.backdoor.scenarios import FinetuneRecipe, fit_per_batch_poison
+    from naspoison.spaces import nb201
+
+    torch.manual_seed(0)
+    model = nb201.Network(_cell(), 10, C=4, cells_per_stage=1, in_channels=1)
+    spy = _SpyTrigger()
+    recipe = FinetuneRecipe(epochs=1, batch_size=20, poison_mode="per_batch", cross_fraction=0.1, crop_padding=1,
+                            flip=False)
+    out = fit_per_batch_poison(model, spy, digits_small, recipe, 0.25, target=7, seed=0, device="cpu")
+    batches = len(digits_small.x_train) // 20  # 300 / 20, all full
+    # 0.25·20 = 5 and 0.1·20 = 2 exactly: every batch gets 5 own-trigger rows and 2 cross rows
+    assert out["n_triggered_rows"] == 5 * batches and out["n_cross_rows"] == 2 * batches
+    assert spy.calls == [(5, False), (2, True)] * batches
+    # a fractional count is rounded up with the fractional part's probability: 0.01·20 = 0.2 rows a batch
+    spy.calls.clear()
+    out = fit_per_batch_poison(model, spy, digits_small, recipe.model_copy(update={"epochs": 4}), 0.01, 7, 0, "cpu")
+    assert 0 < out["n_triggered_rows"] < 4 * batches / 2  # expected 0.2·60 = 12
+    assert out["n_triggered_rows"] == sum(n for n, cross in spy.calls if not cross)
+
+
+def test_finetune_poison_mode_is_validated():
+    from naspoison.backdoor.scenarios import FinetuneRecipe
+
+    assert FinetuneRecipe().poison_mode == "fixed_set"
+    with pytest.raises(ValueError):
+        FinetuneRecipe(poison_mode="online")
