@@ -42,6 +42,8 @@ class FinetuneRecipe(PlainRecipe):
     lr: float = Field(0.01, gt=0)
     poison_mode: Literal["fixed_set", "per_batch"] = "fixed_set"  # poisoned_finetune only (module docstring)
     cross_fraction: float = Field(0.1, ge=0, lt=1, description="per_batch: cross-trigger rows per batch")
+    # poisoned_finetune's epochs when they differ from clean fine-tuning's (Evas: 10 vs 50); None: ``epochs``
+    poisoned_epochs: int | None = Field(None, gt=0)
 
 
 @torch.no_grad()
@@ -134,6 +136,8 @@ def fit_per_batch_poison(model, generator, data: ImageData, recipe: FinetuneReci
 
 
 def poisoned_finetune(model, generator, data, recipe, finetune, gen, arch, seed, fraction, device, log) -> dict:
+    if finetune.poisoned_epochs is not None:
+        finetune = finetune.model_copy(update={"epochs": finetune.poisoned_epochs})
     if finetune.poison_mode == "per_batch":
         out = fit_per_batch_poison(model, generator, data, finetune, fraction, gen.target, seed, device, log)
         log(f"fine-tuned with {out['n_triggered_rows']} triggered and {out['n_cross_rows']} cross rows in all")
