@@ -148,8 +148,3 @@ def test_strip_positive_rules_on_the_planted_model(models):
     with pytest.raises(ValueError):
         StripParams(positives="some")
 
-
-def test_neural_cleanse_reference_schedule_flags_the_planted_target(models):
-    s = suspect(models, "planted")
-    out = DEFENSES["neural_cleanse"][0](s, NC.model_copy(update={"schedule": "reference"}))
-    assert out["target_flagged"], out

@@ -210,3 +210,44 @@ def test_finetune_poison_mode_is_validated():
     assert FinetuneRecipe().poison_mode == "fixed_set"
     with pytest.raises(ValueError):
         FinetuneRecipe(poison_mode="online")
+
+
+# --------------------------------------------------------------------------- Neural Cleanse reference schedule (item 8)
+def test_neural_cleanse_reference_schedule_step_by_step():
+    # bolunwang/backdoor Visualizer.visualize, epoch by epoch with patience 2, early-stop patience 2:
+    # the cost is set after 2 successful epochs, raised after 2 more, lowered after 2 failing ones; the early
+    # stop waits until it has been both raised and lowered
+    from naspoison.defenses.neural_cleanse import NeuralCleanseParams, _reference_update
+
+    p = NeuralCleanseParams(patience=2, early_stop_patience=2, init_cost=1e-3, cost_multiplier=1.5,
+                            schedule="reference")
+    cost, active = torch.zeros(1), torch.ones(1, dtype=torch.bool)
+    st = dict(cost_set=[False], up=[0], down=[0], best_l1=[math.inf], best_ok=[False],
+              best_mask=torch.zeros(1, 1, 2, 2), stale=[0])
+    ref = {"es_best": [math.inf], "set_count": [0], "raised": [False], "lowered": [False]}
+
+    def epoch(ok, l1, fill):
+        _reference_update(0, p, ok, l1, torch.full((1, 2, 2), fill), cost, st["cost_set"], st["up"], st["down"],
+                          st["best_l1"], st["best_ok"], st["best_mask"], st["stale"], active, ref)
+
+    epoch(True, 10.0, 0.1)
+    assert cost.item() == 0  # one success: not yet
+    epoch(True, 9.0, 0.2)
+    assert cost.item() == pytest.approx(1e-3) and st["best_l1"] == [9.0]
+    epoch(True, 9.0, 0.3)  # no 1 % improvement: stale 1; second success since the cost was set: raised
+    assert cost.item() == pytest.approx(1.5e-3) and ref["raised"] == [True] and st["stale"] == [1]
+    epoch(False, 8.0, 0.4)
+    epoch(False, 8.0, 0.5)  # stale 3 but never lowered yet at the check; lowered after it
+    assert bool(active[0]) and ref["lowered"] == [True]
+    assert cost.item() == pytest.approx(1.5e-3 / 1.5 ** 1.5)
+    epoch(True, 9.5, 0.6)  # raised and lowered, stale ≥ 2: stop
+    assert not bool(active[0])
+    assert st["best_l1"] == [9.0] and st["best_mask"][0, 0, 0, 0].item() == pytest.approx(0.2)  # best, not last
+    # a class that never succeeds keeps its last mask
+    cost, active = torch.zeros(1), torch.ones(1, dtype=torch.bool)
+    st = dict(cost_set=[False], up=[0], down=[0], best_l1=[math.inf], best_ok=[False],
+              best_mask=torch.zeros(1, 1, 2, 2), stale=[0])
+    ref = {"es_best": [math.inf], "set_count": [0], "raised": [False], "lowered": [False]}
+    for fill in (0.1, 0.05, 0.7):
+        epoch(False, 5.0, fill)
+    assert st["best_mask"][0, 0, 0, 0].item() == pytest.approx(0.7) and cost.item() == 0
