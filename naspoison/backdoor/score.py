@@ -9,7 +9,8 @@ non-finite or all-zero Θ gives KAPPA_MAX = 1e12, never NaN or inf), and the arc
 is the median over ``inits`` independent (model, generator) initialisations on one batch.
 **Lower = more exploitable.**
 
-Choices stated: the model is in eval mode (its BN at init is the identity: running mean 0, var 1),
+Choices stated (``regime="ours"``, the default; ``"reference"`` is Evas's code, ``trigger_ntk_cond``):
+the model is in eval mode (its BN at init is the identity: running mean 0, var 1),
 so each sample's Jacobian is that of the sample's own function, not of the batch's statistics;
 the generator produces x' in train mode (batch statistics), under no_grad.
 

@@ -12,6 +12,10 @@ draw of ``batch_size`` training images) and the ``inits`` (model, generator) ini
 which are the same for every architecture. Scores are cached by (arch, init seeds, score setting,
 data): in memory for the search and in the artifact cache across searches and the score study,
 so a revisited cell costs nothing.
+
+Named variants that reproduce Evas's own code (``search_genetic.py``; docs/fidelity/evas_score.md and
+evas_evolution.md): ``regime: reference`` (how a cell is scored, ``backdoor.score``) and
+``evolution: reference`` (``reference_evolution``). The defaults follow the paper.
 """
 from __future__ import annotations
 
