@@ -8,6 +8,7 @@
   # 3. the score under both regimes on the same cells, inits and batch; 4. STRIP under both positive rules
   python benchmarks/evas_fidelity.py score --npz ... --cells 24 --out benchmarks/results/evas_fidelity_score.json
   python benchmarks/evas_fidelity.py strip --npz ... --state /tmp/evas_fid_model.pt --out ...
+  python benchmarks/evas_fidelity.py strip-planted --npz ... --poison 0.01 --out ...   # a BadNets-planted model
 
 Everything used from naspoison in parts 1-2 exists in both versions (``train_generator``, ``attack_metrics``,
 ``GeneratorRecipe``, ``TriggerGenerator.mask/pattern``), so the same script measures both.
@@ -140,9 +141,42 @@ def part_strip(args):
             "n_successful": res["successful"]["n_successful"], "full": res}
 
 
+def part_strip_planted(args):
+    """A BadNets-planted CIFAR model (white 3x3 patch, bottom right, ``--poison`` of the training set relabelled to
+    class 0), then STRIP under both positive rules."""
+    from dataclasses import replace
+
+    from naspoison.attacks.surrogate import SurrogateRecipe
+    from naspoison.defenses import DEFENSES, Suspect
+    from naspoison.defenses.strip import StripParams
+    from naspoison.train import fit, seed_everything
+
+    d = data(args)
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(d.x_train), int(args.poison * len(d.x_train)), replace=False)
+    x, y = d.x_train.copy(), d.y_train.copy()
+    x[idx, -3:, -3:, :] = 255
+    y[idx] = 0
+    seed_everything(0)
+    model = nb201.Network(nb201.parse(CELL), d.num_classes, args.channels, 1, 3)
+    fit(model, replace(d, x_train=x, y_train=y), SurrogateRecipe(epochs=args.model_epochs, batch_size=128, lr=0.05), 0)
+
+    def patch(x01):
+        out = x01.clone()
+        out[:, :, -3:, -3:] = 1.0
+        return out
+
+    s = Suspect(model.eval(), patch, d, 0, torch.device("cpu"))
+    res = {rule: DEFENSES["strip"][0](s, StripParams(overlays=args.overlays, inputs=args.inputs, positives=rule))
+           for rule in ("all", "successful")}
+    return {"poison": args.poison, "poisoned_images": len(idx), "acc_asr": s.acc_asr(), "overlays": args.overlays,
+            "inputs": args.inputs, "auroc": {k: v["auroc"] for k, v in res.items()},
+            "n_triggered_all": res["all"]["n_triggered"], "n_successful": res["successful"]["n_successful"], "full": res}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["model", "generator", "score", "strip"])
+    ap.add_argument("part", choices=["model", "generator", "score", "strip", "strip-planted"])
     ap.add_argument("--npz", required=True)
     ap.add_argument("--state", default="/tmp/evas_fid_model.pt")
     ap.add_argument("--channels", type=int, default=8)
@@ -161,16 +195,18 @@ def main():
     ap.add_argument("--inits", type=int, default=3)
     ap.add_argument("--overlays", type=int, default=32)
     ap.add_argument("--inputs", type=int, default=200)
+    ap.add_argument("--poison", type=float, default=0.01)
     ap.add_argument("--out")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    res = {"model": part_model, "generator": part_generator, "score": part_score, "strip": part_strip}[args.part](args)
+    res = {"model": part_model, "generator": part_generator, "score": part_score, "strip": part_strip,
+           "strip-planted": part_strip_planted}[args.part](args)
     res["command_part"] = args.part
     text = json.dumps(res, indent=1)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
-    print(text if args.part != "strip" else json.dumps({k: v for k, v in res.items() if k != "full"}, indent=1))
+    print(text if not args.part.startswith("strip") else json.dumps({k: v for k, v in res.items() if k != "full"}, indent=1))
 
 
 if __name__ == "__main__":
