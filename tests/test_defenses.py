@@ -137,3 +137,14 @@ def test_fine_pruning_curve_equals_masking_in_the_network_and_lowers_asr(models)
     finally:
         h.remove()
     assert direct["acc"] == pytest.approx(out["curve"][10]["acc"]) and direct["asr"] == pytest.approx(out["curve"][10]["asr"])
+
+
+def test_strip_positive_rules_on_the_planted_model(models):
+    # both rules reported; "successful" keeps only correctly classified inputs whose trigger reaches the target
+    s = suspect(models, "planted")
+    out = DEFENSES["strip"][0](s, StripParams(overlays=20, inputs=100, positives="successful"))
+    assert out["auroc"] == out["auroc_successful"] and out["auroc_all"] is not None
+    assert 0 < out["n_successful"] <= 100 and out["auroc_successful"] > 0.9, out
+    with pytest.raises(ValueError):
+        StripParams(positives="some")
+

@@ -46,7 +46,7 @@ def test_trigger_stays_in_the_unit_interval_and_differs_per_input(variant):
 def test_variants_squash_as_their_references_do():
     raw = torch.linspace(-3, 3, 13)
     vinai, tz = TriggerGenerator(1, "vinai").variant, TriggerGenerator(1, "trojanzoo").variant
-    torch.testing.assert_close(vinai.squash_mask(raw), (torch.tanh(20 * raw - 10) + 1) / 2)
+    torch.testing.assert_close(vinai.squash_mask(raw), (torch.tanh(20 * (torch.tanh(raw) / 2 + 0.5) - 10) + 1) / 2)
     torch.testing.assert_close(tz.squash_mask(raw), (torch.tanh(10 * torch.tanh(raw)) + 1) / 2)
     torch.testing.assert_close(tz.squash_pattern(raw), (torch.tanh(raw) + 1) / 2)
     with pytest.raises(ValueError, match="unknown trigger variant 'badnets'"):
@@ -150,8 +150,11 @@ def test_generator_training_raises_asr_and_leaves_the_model_untouched(digits_sma
     model = nb201.Network(CELL, 10, C=8, cells_per_stage=1, in_channels=1)
     fit(model, data, SurrogateRecipe(epochs=6, batch_size=32, crop_padding=1, flip=False), 0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    # no mask-size penalty: on 8x8 digits the per-pixel penalty leaves too small a trigger for 2 + 8 epochs
+    # (the penalty itself is pinned in test_evas_fidelity.py)
     recipe = GeneratorRecipe(channels=8, mask_epochs=2, pattern_epochs=8, batch_size=32, mask_density=0.5,
-                             backdoor_prob=0.5, cross_prob=0.1, crop_padding=1, flip=False, target=3)
+                             mask_norm_weight=0.0, backdoor_prob=0.5, cross_prob=0.1, crop_padding=1, flip=False,
+                             target=3)
     seed_everything(0)
     untrained = attack_metrics(model, TriggerGenerator(1, channels=8).eval(), data, 3)
     g, _ = train_generator(model, data, recipe, seed=0)

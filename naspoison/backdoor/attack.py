@@ -2,20 +2,31 @@
 (Evas §4.1 and appendix Table 6; the input-aware attack of Nguyen & Tran 2020 without poisoning:
 the model never sees a trigger).
 
-Stage 1, ``mask_epochs``: the mask generator alone, loss = ``mask_norm_weight``·relu(mean(m) −
-``mask_density``) + ``diversity_weight``·div(masks). Stage 2, ``pattern_epochs``: the mask generator
-frozen, the pattern generator trained on each batch (``batch_size``): the first
-⌊``backdoor_prob``·B⌋ images get their own trigger and the target label, the next
-⌊``cross_prob``·B⌋ get the trigger generated from *another* image (a shuffled batch) and keep
-their label, the rest stay clean; loss = cross-entropy over the batch + ``diversity_weight``·div.
-The clean rows pass through the frozen model unchanged and add a constant, so they are not
-computed; the loss is still divided by B, as the whole-batch mean would be.
+Stage 1, ``mask_epochs``: the mask generator alone, loss = ``mask_norm_weight``·mean(relu(m −
+``mask_density``)) (per pixel, as both references: every pixel above the density is pushed down) +
+``diversity_weight``·div(x₁, x₂; m₁, m₂). Stage 2, ``pattern_epochs``: the mask generator frozen, the
+pattern generator trained on each batch (``batch_size``): the first ⌊``backdoor_prob``·B⌋ images get
+their own trigger and the target label, the next ⌊``cross_prob``·B⌋ get the trigger generated from
+*another* image (a second shuffled batch) and keep their label, the rest stay clean; loss =
+cross-entropy over the batch + ``diversity_weight``·div. The clean rows pass through the frozen model
+unchanged and add a constant, so they are not computed; the loss is still divided by B, as the
+whole-batch mean would be.
 
-div = mean over pairs of ‖a₁ − a₂‖ / (‖b₁ − b₂‖ + 1e-7) (per-sample RMS distances): a₁, a₂ the
-two source images, b their masks (stage 1) or, by variant, their patterns (``vinai``) or
-triggered images (``trojanzoo``). The paper's Table 6 gives the epochs, Adam 0.01, batch 96,
-probabilities 0.1 and weight 1; the mask density 0.032 and norm weight 100 are the input-aware
-attack's CIFAR defaults. Training images get the crop + flip of the model's recipe.
+div = mean over pairs of d(a₁, a₂) / (d(b₁, b₂) + ε), by variant (``generator.Variant``):
+
+* ``trojanzoo`` (what Evas ran, ``InputAwareDynamic``): d the per-sample L2 norm, ε 1e-5. Mask stage:
+  a the two source images, b their masks. Pattern stage: pair i is backdoor row i and cross row i
+  (i < min(#backdoor, #cross)); a the two *triggered* images (own trigger, cross trigger), b the two
+  patterns that made them — minimising it pushes the patterns apart.
+* ``vinai`` (``train.py`` of the input-aware attack): d the per-sample RMS of the *normalised*
+  difference (its MSE then sqrt), ε 1e-7; a the two source images and b their masks / patterns (backdoor
+  row i of the first batch against cross-source row i of the second).
+
+Optimiser (``adam_betas``, ``lr_schedule``): both references use Adam(0.01, betas (0.5, 0.9)) with a
+cosine decay over each stage's epochs (trojanzoo) — the default here. The paper's Table 6 gives the
+epochs, Adam 0.01, batch 96, probabilities 0.1 and weight 1; the mask density 0.032 and norm weight
+100 are the input-aware attack's CIFAR defaults. Training images get the crop + flip of the model's
+recipe.
 
 ACC: the frozen model's accuracy on clean test images. ASR: the fraction of triggered test images
 whose true class is not the target that the model assigns to the target.
@@ -24,10 +35,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from naspoison.backdoor.generator import TriggerGenerator
@@ -53,15 +65,61 @@ class GeneratorRecipe(BaseModel):
     crop_padding: int = Field(4, ge=0)
     flip: bool = True
     eval_batch_size: int = Field(500, gt=0)
+    # both references: Adam(0.01, betas (0.5, 0.9)), cosine over each stage (the pre-fidelity code: default
+    # betas (0.9, 0.999) and a constant lr)
+    adam_betas: list[float] = Field(default_factory=lambda: [0.5, 0.9], min_length=2, max_length=2)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas(cls, v):
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"Adam betas must lie in [0, 1), got {v}")
+        return v
 
 
-def _rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def mask_norm_penalty(m: torch.Tensor, density: float) -> torch.Tensor:
+    """mean over pixels of relu(m − density): each pixel above the density costs, whatever the mean."""
+    return F.relu(m - density).mean()
+
+
+def distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-sample distance: ``l2`` the Euclidean norm of the difference, ``rms`` its root mean square."""
+    sq = (a - b).pow(2).flatten(1)
     # clamped: sqrt has an infinite derivative at 0 (two identical saturated patterns)
-    return (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12).sqrt()
+    return (sq.sum(1) if kind == "l2" else sq.mean(1)).clamp_min(1e-12).sqrt()
 
 
-def diversity(src1, src2, out1, out2) -> torch.Tensor:
-    return (_rms(src1, src2) / (_rms(out1, out2) + 1e-7)).mean()
+def diversity(src1, src2, out1, out2, kind: str = "l2", eps: float = 1e-5) -> torch.Tensor:
+    """mean of d(src1, src2) / (d(out1, out2) + eps) over the rows."""
+    return (distance(src1, src2, kind) / (distance(out1, out2, kind) + eps)).mean()
+
+
+def pattern_diversity(g: TriggerGenerator, x1, x2, trig1, cross, pat1, pat2c, n_bd: int) -> torch.Tensor:
+    """The pattern-stage diversity term of ``g``'s variant (module docstring). ``x1``/``trig1``/``pat1``:
+    rows of the first batch (backdoor rows first, then cross rows); ``x2``/``pat2c``: the cross-source rows
+    of the second batch, aligned with ``cross`` (the cross-triggered rows of the first)."""
+    v = g.variant
+    n = min(n_bd, len(cross))
+    if n == 0:  # no pair (trojanzoo then adds nothing)
+        return trig1.new_zeros(())
+    if v.diversity_on_triggered:
+        return diversity(trig1[:n], cross[:n], pat1[:n], pat2c[:n], v.distance, v.eps)
+    s = g.std
+    return diversity(x1[:n] / s, x2[:n] / s, pat1[:n] / s, pat2c[:n] / s, v.distance, v.eps)
+
+
+def mask_diversity(g: TriggerGenerator, x1, x2, m1, m2) -> torch.Tensor:
+    v = g.variant
+    s = g.std if v.normalised_input else 1.0  # vinai measures the normalised images
+    return diversity(x1 / s, x2 / s, m1, m2, v.distance, v.eps)
+
+
+def _adam(params, recipe: GeneratorRecipe, epochs: int):
+    opt = torch.optim.Adam(params, lr=recipe.lr, betas=tuple(recipe.adam_betas))
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs)) if recipe.lr_schedule == "cosine"
+             else None)
+    return opt, sched
 
 
 def _x01(images: DeviceImages, idx: torch.Tensor, gen: torch.Generator, recipe: GeneratorRecipe) -> torch.Tensor:
@@ -93,7 +151,7 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
         raise ValueError(f"backdoor_prob {recipe.backdoor_prob} × batch {b} leaves no triggered row")
     curves: dict[str, list[float]] = {"mask_loss": [], "mask_density": [], "pattern_loss": [], "pattern_asr": []}
     try:
-        opt = torch.optim.Adam(g.mask_net.parameters(), lr=recipe.lr)
+        opt, sched = _adam(g.mask_net.parameters(), recipe, recipe.mask_epochs)
         for epoch in range(recipe.mask_epochs):
             g.mask_net.train()
             p1, p2 = torch.randperm(n, generator=rng, device=device), torch.randperm(n, generator=rng, device=device)
@@ -101,13 +159,15 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
             for s in range(steps):
                 x1, x2 = _x01(train, p1[s * b:(s + 1) * b], rng, recipe), _x01(train, p2[s * b:(s + 1) * b], rng, recipe)
                 m1, m2 = g.mask(x1), g.mask(x2)
-                loss = (recipe.mask_norm_weight * F.relu(m1.mean() - recipe.mask_density)
-                        + recipe.diversity_weight * diversity(x1, x2, m1, m2))
+                loss = (recipe.mask_norm_weight * mask_norm_penalty(m1, recipe.mask_density)
+                        + recipe.diversity_weight * mask_diversity(g, x1, x2, m1, m2))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 tot += loss.item()
                 dens += m1.mean().item()
+            if sched is not None:
+                sched.step()
             curves["mask_loss"].append(tot / steps)
             curves["mask_density"].append(dens / steps)
             if on_epoch:
@@ -115,7 +175,7 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
         g.mask_net.eval()
         for p in g.mask_net.parameters():
             p.requires_grad_(False)
-        opt = torch.optim.Adam(g.pattern_net.parameters(), lr=recipe.lr)
+        opt, sched = _adam(g.pattern_net.parameters(), recipe, recipe.pattern_epochs)
         target = torch.full((n_bd,), recipe.target, dtype=torch.long, device=device)
         for epoch in range(recipe.pattern_epochs):
             g.pattern_net.train()
@@ -125,25 +185,23 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
                 i1, i2 = p1[s * b:(s + 1) * b], p2[s * b:(s + 1) * b]
                 x1, x2 = _x01(train, i1, rng, recipe), _x01(train, i2, rng, recipe)
                 k = n_bd + n_cross
-                a1, a2 = x1[:k], x2[:k]
-                pat1, pat2 = g.pattern(a1), g.pattern(a2)
-                m1, m2 = g.mask(a1), g.mask(a2)
+                a1, a2 = x1[:n_bd], x2[n_bd:k]  # backdoor rows; the cross rows' trigger sources
+                pat1, m1 = g.pattern(a1), g.mask(a1)
+                pat2, m2 = g.pattern(a2), g.mask(a2)
                 trig1 = (1 - m1) * a1 + m1 * pat1
-                cross = (1 - m2[n_bd:]) * a1[n_bd:] + m2[n_bd:] * pat2[n_bd:]
-                logits = model(train_normalise(train, torch.cat([trig1[:n_bd], cross])))[0]
+                cross = (1 - m2) * x1[n_bd:k] + m2 * pat2
+                logits = model(train_normalise(train, torch.cat([trig1, cross])))[0]
                 labels = torch.cat([target, train.y[i1[n_bd:k]]])
                 ce = F.cross_entropy(logits, labels, reduction="sum") / b
-                if g.variant.diversity_on_triggered:
-                    trig2 = (1 - m2) * a2 + m2 * pat2
-                    div = diversity(a1, a2, trig1, trig2)
-                else:
-                    div = diversity(a1, a2, pat1, pat2)
+                div = pattern_diversity(g, a1, a2, trig1, cross, pat1, pat2, n_bd)
                 loss = ce + recipe.diversity_weight * div
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 tot += loss.item()
                 hits += (logits[:n_bd].argmax(1) == recipe.target).float().mean().item()
+            if sched is not None:
+                sched.step()
             curves["pattern_loss"].append(tot / steps)
             curves["pattern_asr"].append(hits / steps)
             if not math.isfinite(curves["pattern_loss"][-1]):

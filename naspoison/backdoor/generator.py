@@ -12,12 +12,16 @@ generator) and nearest-neighbour upsampling are our choices. Image sides must be
 
 Variants (the references differ; SPEC §6):
 
-* ``vinai`` — the original input-aware attack: the generator reads the *normalised* image,
-  mask = (tanh(20·raw − 10) + 1)/2, pattern = (tanh(raw) + 1)/2, diversity measured between
-  source images and between patterns (masks in the mask stage).
+* ``vinai`` — the original input-aware attack: the generator reads the *normalised* image; its
+  network ends in tanh(raw)/2 + 0.5 and the mask thresholds that output with (tanh(20·u − 10) + 1)/2
+  (``Generator.forward`` then ``Generator.threshold`` in its networks/models.py), so
+  mask = (tanh(20·(tanh(raw)/2 + 0.5) − 10) + 1)/2 = (tanh(10·tanh(raw)) + 1)/2 — the same function
+  as trojanzoo's; pattern = (tanh(raw) + 1)/2; diversity between source images and between patterns
+  (masks in the mask stage) as per-sample RMS distances (its MSE-then-sqrt), ε 1e-7.
 * ``trojanzoo`` — what Evas ran: the generator reads the [0, 1] image,
   mask = (tanh(10·tanh(raw)) + 1)/2, pattern = (tanh(raw) + 1)/2, diversity measured between
-  source images and between the *triggered* images.
+  triggered images and between patterns (``InputAwareDynamic.attack``) and, in the mask stage,
+  between source images and between masks; per-sample L2 norms, ε 1e-5.
 
 (The input-aware code divides tanh by 2 + 1e-7 to keep values strictly inside (0, 1); that changes
 nothing measurable and is not done here.)
@@ -55,11 +59,13 @@ class EncoderDecoder(nn.Sequential):
 class Variant:
     name: str
     normalised_input: bool      # does the generator read the normalised image?
-    diversity_on_triggered: bool  # diversity between triggered images (else between patterns/masks)
+    diversity_on_triggered: bool  # pattern stage: triggered images over patterns (else sources over patterns)
+    distance: str                 # per-sample distance of the diversity term: "l2" or "rms"
+    eps: float                    # added to the denominator of the diversity term
 
     def squash_mask(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.name == "vinai":
-            return (torch.tanh(20 * raw - 10) + 1) / 2
+        if self.name == "vinai":  # threshold(tanh(raw)/2 + 0.5), written as VinAI's code composes it
+            return (torch.tanh(20 * (torch.tanh(raw) / 2 + 0.5) - 10) + 1) / 2
         return (torch.tanh(10 * torch.tanh(raw)) + 1) / 2
 
     @staticmethod
@@ -67,7 +73,7 @@ class Variant:
         return (torch.tanh(raw) + 1) / 2
 
 
-VARIANTS = {v.name: v for v in (Variant("vinai", True, False), Variant("trojanzoo", False, True))}
+VARIANTS = {v.name: v for v in (Variant("vinai", True, False, "rms", 1e-7), Variant("trojanzoo", False, True, "l2", 1e-5))}
 
 
 class TriggerGenerator(nn.Module):

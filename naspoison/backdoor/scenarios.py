@@ -5,9 +5,17 @@ trigger generator stays fixed in every scenario; ACC and ASR are measured as in 
   SGD 0.01 + cosine, batch 96; momentum 0.9 and weight decay 5e-4, which the paper does not give).
 * ``retrain`` — re-initialise the model with another seed (the cell's ``seed``) and train it from
   scratch on clean data with the backdoor cell's own model recipe.
-* ``poisoned_finetune`` — fine-tune as above on a training set in which ⌈``fraction``·n⌉ images
-  (at least one) are replaced by their triggered copies (rounded to uint8) labelled with the target;
-  the copies are made once, before augmentation, as a data poisoner would ship them.
+* ``poisoned_finetune`` — fine-tune as above with triggered images in the data, by
+  ``FinetuneRecipe.poison_mode``:
+
+  - ``fixed_set`` (default, ours): ⌈``fraction``·n⌉ images (at least one) are replaced by their
+    triggered copies (rounded to uint8) labelled with the target; the copies are made once, before
+    augmentation, as a data poisoner would ship them.
+  - ``per_batch`` (Evas's ``poison_ratio.py``): every batch (after augmentation) gets fresh triggered
+    rows — fraction·B of them, the fractional part rounded up with that probability — labelled with the
+    target, then ``cross_fraction``·B rows (same rounding) carrying the trigger of another image (a
+    second shuffled batch) with their own label; Evas fine-tunes 10 epochs this way (the paper profile).
+    The reference reports the best-ASR epoch; here, as everywhere, the final epoch.
 
 A new scenario is one function plus one line in ``SCENARIOS``.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,13 +32,18 @@ from pydantic import Field
 from naspoison.backdoor.attack import GeneratorRecipe, attack_metrics
 from naspoison.backdoor.evaluate import ModelRecipe, build_model
 from naspoison.data.datasets import ImageData
-from naspoison.train import PlainRecipe, fit, seed_everything
+from naspoison.data.augment import DeviceImages, augment, channel_stats
+from naspoison.train import PlainRecipe, evaluate, fit, seed_everything
 
 
 class FinetuneRecipe(PlainRecipe):
     epochs: int = Field(50, gt=0)
     batch_size: int = Field(96, gt=0)
     lr: float = Field(0.01, gt=0)
+    poison_mode: Literal["fixed_set", "per_batch"] = "fixed_set"  # poisoned_finetune only (module docstring)
+    cross_fraction: float = Field(0.1, ge=0, lt=1, description="per_batch: cross-trigger rows per batch")
+    # poisoned_finetune's epochs when they differ from clean fine-tuning's (Evas: 10 vs 50); None: ``epochs``
+    poisoned_epochs: int | None = Field(None, gt=0)
 
 
 @torch.no_grad()
@@ -62,7 +76,72 @@ def retrain(model, generator, data, recipe, finetune, gen, arch, seed, fraction,
     return {"curves": out["curves"]}
 
 
+def _rows(b: int, fraction: float, gen: torch.Generator) -> int:
+    """⌊fraction·b⌋, plus one with probability equal to the fractional part (the reference's rounding)."""
+    whole = math.floor(fraction * b)
+    return whole + int(torch.rand((), generator=gen).item() < fraction * b - whole)
+
+
+def fit_per_batch_poison(model, generator, data: ImageData, recipe: FinetuneRecipe, fraction: float, target: int,
+                         seed: int, device, log=None) -> dict:
+    """The shared loop's fine-tuning (SGD + cosine, crop + flip, clip) with freshly triggered rows in every
+    batch: the first ``_rows(B, fraction)`` get their own trigger and the target, the next
+    ``_rows(B, cross_fraction)`` the trigger of a row of a second shuffled batch and keep their label."""
+    device = torch.device(device)
+    mean, std = channel_stats(data.x_train)
+    train = DeviceImages(data.x_train, data.y_train, device, mean, std)
+    test = DeviceImages(data.x_test, data.y_test, device, mean, std)
+    model, generator = model.to(device), generator.to(device).eval()
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    rounding = torch.Generator().manual_seed(seed)  # CPU: the row counts do not depend on the device
+    n, bsz = len(train), recipe.batch_size
+    curves: dict[str, list[float]] = {"train_loss": [], "test_acc": [], "lr": []}
+    n_triggered = n_cross = 0
+    for epoch in range(recipe.epochs):
+        model.train()
+        perm, perm2 = torch.randperm(n, generator=gen, device=device), torch.randperm(n, generator=gen, device=device)
+        loss_sum = 0.0
+        for s in range(math.ceil(n / bsz)):
+            idx, idx2 = perm[s * bsz:(s + 1) * bsz], perm2[s * bsz:(s + 1) * bsz]
+            x = augment(train.x[idx], gen, recipe.crop_padding, recipe.flip).float().div(255)
+            x2 = augment(train.x[idx2], gen, recipe.crop_padding, recipe.flip).float().div(255)
+            y = train.y[idx].clone()
+            b = len(idx)
+            k = min(b, _rows(b, fraction, rounding))
+            c = min(b - k, len(idx2) - k, _rows(b, recipe.cross_fraction, rounding))
+            with torch.no_grad():
+                if k:
+                    x[:k] = generator(x[:k])
+                    y[:k] = target
+                if c:
+                    x[k:k + c] = generator(x[k:k + c], source=x2[k:k + c])
+            n_triggered, n_cross = n_triggered + k, n_cross + c
+            loss = torch.nn.functional.cross_entropy(model((x - train.mean) / train.std)[0], y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            loss_sum += loss.item() * b
+        curves["lr"].append(sched.get_last_lr()[0])
+        sched.step()
+        curves["train_loss"].append(loss_sum / n)
+        curves["test_acc"].append(evaluate(model, test, recipe.eval_batch_size))
+        if not math.isfinite(curves["train_loss"][-1]):
+            raise FloatingPointError(f"poisoned fine-tuning diverged at epoch {epoch}")
+        if log:
+            log(f"poisoned fine-tune epoch {epoch + 1}/{recipe.epochs}: test acc {curves['test_acc'][-1]:.4f}")
+    return {"curves": curves, "n_triggered_rows": n_triggered, "n_cross_rows": n_cross}
+
+
 def poisoned_finetune(model, generator, data, recipe, finetune, gen, arch, seed, fraction, device, log) -> dict:
+    if finetune.poisoned_epochs is not None:
+        finetune = finetune.model_copy(update={"epochs": finetune.poisoned_epochs})
+    if finetune.poison_mode == "per_batch":
+        out = fit_per_batch_poison(model, generator, data, finetune, fraction, gen.target, seed, device, log)
+        log(f"fine-tuned with {out['n_triggered_rows']} triggered and {out['n_cross_rows']} cross rows in all")
+        return {"curves": out["curves"], "n_triggered_rows": out["n_triggered_rows"], "n_cross_rows": out["n_cross_rows"]}
     poisoned, idx = poison_with_trigger(data, generator, fraction, gen.target, seed, device)
     log(f"fine-tuning with {len(idx)} triggered images of {len(data.x_train)} ({100 * fraction:g} %)")
     out = fit(model, poisoned, finetune, seed, device)

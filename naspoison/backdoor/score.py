@@ -9,7 +9,8 @@ non-finite or all-zero Θ gives KAPPA_MAX = 1e12, never NaN or inf), and the arc
 is the median over ``inits`` independent (model, generator) initialisations on one batch.
 **Lower = more exploitable.**
 
-Choices stated: the model is in eval mode (its BN at init is the identity: running mean 0, var 1),
+Choices stated (``regime="ours"``, the default; ``"reference"`` is Evas's code, ``trigger_ntk_cond``):
+the model is in eval mode (its BN at init is the identity: running mean 0, var 1),
 so each sample's Jacobian is that of the sample's own function, not of the batch's statistics;
 the generator produces x' in train mode (batch statistics), under no_grad.
 
@@ -134,7 +135,60 @@ def triggered(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
         generator.train(was)
 
 
-def trigger_ntk_cond(model: nn.Module, generator: nn.Module, x01: torch.Tensor, normalise, chunk: int = 8) -> float:
+def trigger_ntk_coupled(model: nn.Module, x: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Θ (float64, C×C) = mean over samples i of J_i J_iᵀ, J_i the C×P Jacobian of sample i's logits from
+    **one forward of the whole batch** in the model's *current* mode (train mode: BN's batch statistics
+    couple the samples, as the Evas reference's ``torch.autograd.functional.jacobian`` of the batch
+    output does). Rows go ``chunk`` samples (chunk·C backward passes, vmapped) at a time."""
+    params = named_weights(model)
+    out = model(x)[0]
+    b, c = out.shape
+    theta = torch.zeros(c, c, dtype=torch.float64, device=x.device)
+    eye = torch.eye(b * c, device=x.device, dtype=out.dtype).view(b * c, b, c)
+    for i in range(0, b, chunk):
+        rows = eye[i * c:min(b, i + chunk) * c]
+        grads = torch.autograd.grad(out, params, rows, retain_graph=True, is_grads_batched=True, allow_unused=True)
+        j = torch.cat([(g if g is not None else torch.zeros(len(rows), *p.shape, device=x.device)).flatten(1)
+                       for g, p in zip(grads, params)], 1).view(-1, c, sum(p.numel() for p in params))
+        theta += torch.bmm(j, j.transpose(1, 2)).sum(0).double()
+    return theta / b
+
+
+REGIMES = ("ours", "reference")
+
+
+def reset_generator(generator: nn.Module) -> nn.Module:
+    """Eval mode with freshly reset BN running statistics (mean 0, variance 1), as the Evas reference
+    scores with: its generators are built in eval mode and re-initialised by ``reset_parameters``."""
+    for m in generator.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+    return generator.eval()
+
+
+def trigger_ntk_cond(model: nn.Module, generator: nn.Module, x01: torch.Tensor, normalise, chunk: int = 8,
+                     regime: str = "ours") -> float:
     """κ of the trigger NTK for one (model, generator) pair; ``x01`` images on [0, 1], ``normalise``
-    maps them to the model's input scale."""
-    return kappa(trigger_ntk(model, normalise(triggered(generator, x01)), chunk))
+    maps them to the model's input scale.
+
+    ``regime`` ``ours``: the generator in train mode (batch statistics: a trigger that depends on the
+    input), the model in eval mode (per-sample Θ, no coupling through BN). ``reference`` (Evas's
+    ``search_genetic.py``): the generator in eval mode with reset running statistics — at initialisation
+    its output is then close to 0.5·x + 0.25, nearly the same affine map for every input — and the model
+    in train mode, Θ from the whole-batch Jacobian."""
+    if regime == "ours":
+        return kappa(trigger_ntk(model, normalise(triggered(generator, x01)), chunk))
+    if regime != "reference":
+        raise ValueError(f"unknown score regime {regime!r}; known: {', '.join(REGIMES)}")
+    was_g, was_m = generator.training, model.training
+    flags = [p.requires_grad for p in generator.parameters()]
+    try:
+        with torch.no_grad():
+            xt = reset_generator(generator)(x01)
+        model.train()
+        return kappa(trigger_ntk_coupled(model, normalise(xt), chunk))
+    finally:
+        generator.train(was_g)
+        model.train(was_m)
+        for p, f in zip(generator.parameters(), flags):
+            p.requires_grad_(f)

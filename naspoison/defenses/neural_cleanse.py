@@ -14,6 +14,12 @@ Written from the paper (every public implementation differs somewhere; our choic
   last one). Early stop per class: once λ > 0, no L1 improvement of at least 1 % over the best for
   ``early_stop_patience`` 10 epochs while successful. A class that never reaches the threshold
   keeps its smallest-L1 mask of all epochs and is marked ``reached: false``.
+* ``schedule: reference`` (bolunwang/backdoor ``Visualizer.visualize``, trojanzoo's
+  ``NeuralCleanse.check_early_stop``): λ is set to ``init_cost`` only after ``patience`` consecutive
+  successful epochs; the best mask is chosen by the epoch's *mean* L1; early stop needs the cost to
+  have been both raised and lowered since it was set, and ``early_stop_patience`` epochs without a 1 %
+  improvement of the best L1; a class that never succeeds keeps its *last* mask. The reference values
+  are patience 10 and early-stop patience 20 (the paper profile).
 * Anomaly index of class k = |L1_k − median| / (1.4826 · MAD), median the numpy one (the mean of
   the two middle values for an even count), MAD = median |L1 − median|. A class is flagged when
   its L1 is below the median and its index exceeds 2 (only small masks mean a backdoor). With
@@ -22,6 +28,7 @@ Written from the paper (every public implementation differs somewhere; our choic
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,6 +49,7 @@ class NeuralCleanseParams(BaseModel):
     patience: int = Field(5, gt=0)
     cost_multiplier: float = Field(1.5, gt=1)
     early_stop_patience: int = Field(10, gt=0)
+    schedule: Literal["ours", "reference"] = "ours"
     seed: int = 0
 
 
@@ -96,13 +104,50 @@ def reverse_engineer(s: Suspect, p: NeuralCleanseParams, log=None) -> dict:
     finally:
         for q, f in zip(s.model.parameters(), flags):
             q.requires_grad_(f)
-    l1 = [best_l1[j] if best_ok[j] else best_any[j] for j in range(k)]
+    if p.schedule == "reference":  # an unsuccessful class reports its last mask's L1
+        l1 = [best_l1[j] if best_ok[j] else float(best_mask[j].sum()) for j in range(k)]
+    else:
+        l1 = [best_l1[j] if best_ok[j] else best_any[j] for j in range(k)]
     return {"l1": l1, "reached": best_ok, "epochs": epoch + 1, "masks": best_mask.cpu()}
+
+
+def _reference_update(j, p, ok, l1, mask, cost, cost_set, up, down, best_l1, best_ok, best_mask, stale, active, ref):
+    """One epoch's bookkeeping for class j as the reference does it (module docstring), in its order:
+    best mask, early stop, then the cost."""
+    if ok and l1 < best_l1[j]:
+        best_l1[j], best_ok[j] = l1, True
+        best_mask[j] = mask
+    if not best_ok[j]:
+        best_mask[j] = mask  # never successful so far: the last mask stands
+    if best_ok[j]:
+        stale[j] = stale[j] + 1 if best_l1[j] >= 0.99 * ref["es_best"][j] else 0
+    ref["es_best"][j] = min(best_l1[j], ref["es_best"][j])
+    if ref["raised"][j] and ref["lowered"][j] and stale[j] >= p.early_stop_patience:
+        active[j] = False
+        return
+    if not cost_set[j] and ok:
+        ref["set_count"][j] += 1
+        if ref["set_count"][j] >= p.patience:
+            cost[j], cost_set[j] = p.init_cost, True
+            up[j] = down[j] = 0
+            ref["raised"][j] = ref["lowered"][j] = False
+    else:
+        ref["set_count"][j] = 0
+    up[j], down[j] = (up[j] + 1, 0) if ok else (0, down[j] + 1)
+    if up[j] >= p.patience:
+        up[j] = 0
+        cost[j] *= p.cost_multiplier  # 0 stays 0 before the cost is set, as in the reference
+        ref["raised"][j] = True
+    elif down[j] >= p.patience:
+        down[j] = 0
+        cost[j] /= p.cost_multiplier ** 1.5
+        ref["lowered"][j] = True
 
 
 def _optimise(s, p, x_all, a, b, opt, gen, targets, cost, cost_set, up, down, best_l1, best_any, best_ok,
               best_mask, stale, active, log) -> int:
     k, (c, h, w) = len(targets), x_all.shape[1:]
+    ref = {"es_best": [math.inf] * k, "set_count": [0] * k, "raised": [False] * k, "lowered": [False] * k}
     epoch = 0
     for epoch in range(p.epochs):
         perm = torch.randperm(len(x_all), generator=gen)
@@ -131,6 +176,16 @@ def _optimise(s, p, x_all, a, b, opt, gen, targets, cost, cost_set, up, down, be
         with torch.no_grad():
             m_now = (torch.tanh(a) + 1) / 2
             l1_now = m_now.flatten(1).sum(1).tolist()
+        if p.schedule == "reference":
+            for j in range(k):
+                if bool(active[j]):
+                    _reference_update(j, p, rate[j] >= p.attack_threshold, l1_epoch[j], m_now[j], cost, cost_set, up,
+                                      down, best_l1, best_ok, best_mask, stale, active, ref)
+            if (epoch + 1) % 10 == 0:
+                log(f"neural cleanse epoch {epoch + 1}: success {np.round(rate, 2).tolist()} L1 {np.round(l1_epoch, 1).tolist()}")
+            if not bool(active.any()):
+                break
+            continue
         for j in range(k):
             if not bool(active[j]):
                 continue

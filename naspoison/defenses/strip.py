@@ -10,8 +10,19 @@ Detection score = −H (low entropy = suspected trigger); AUROC of triggered inp
 non-target classes) against clean inputs, on the continuous score (sklearn's ``roc_auc_score``, ties
 counted half). AUROC is threshold-free; the paper's detection threshold (chosen for a 1 % false
 rejection rate on clean inputs) is not applied.
+
+Which inputs count (``positives``; both AUROCs are always reported, ``auroc`` is the chosen one):
+
+* ``all`` (default, ours): clean = every sampled input; triggered = every sampled input whose class
+  is not the target — a failed trigger counts as a positive and pulls the AUROC towards 0.5, so the
+  number mixes detection with the attack's own failure rate (reported apart as ASR).
+* ``successful`` (trojanzoo's ``InputFiltering.get_test_data``, what Evas ran): only inputs the model
+  classifies correctly *and* whose triggered copy goes to the target (target-class inputs included, as
+  there), both clean and triggered — detection of triggers that work.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,6 +35,7 @@ class StripParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     overlays: int = Field(100, gt=0, description="N clean images superimposed on each input")
     inputs: int = Field(500, gt=0, description="clean and triggered test inputs scored")
+    positives: Literal["all", "successful"] = "all"
     seed: int = 0
 
 
@@ -43,24 +55,35 @@ def entropy(s: Suspect, x: torch.Tensor, pool: torch.Tensor, overlays: int, gen:
     return torch.stack(out).float().cpu()
 
 
-def strip(s: Suspect, p: StripParams, log=None) -> dict:
+def _auroc(h_trig: torch.Tensor, h_clean: torch.Tensor) -> float | None:
     from sklearn.metrics import roc_auc_score
 
+    if len(h_trig) == 0 or len(h_clean) == 0:
+        return None  # no positive (or negative): undefined, never a made-up 0.5
+    scores = np.concatenate([-h_trig.numpy(), -h_clean.numpy()])
+    labels = np.concatenate([np.ones(len(h_trig)), np.zeros(len(h_clean))])
+    return float(roc_auc_score(labels, scores))
+
+
+def strip(s: Suspect, p: StripParams, log=None) -> dict:
     gen = torch.Generator().manual_seed(p.seed)
     x, y = s.images("test"), s.labels("test")
     n = len(x)
     order = torch.randperm(n, generator=gen)
     half = n // 2  # inputs from one half, overlays from the other: an input never meets itself
     inputs, pool = order[:half][:p.inputs], order[half:]
-    clean = x[inputs.to(x.device)]
-    source = inputs[(y[inputs.to(y.device)] != s.target).cpu()]
-    trig = s.triggered(x[source.to(x.device)])
-    h_clean = entropy(s, clean, x[pool.to(x.device)], p.overlays, gen)
+    xi, yi = x[inputs.to(x.device)], y[inputs.to(y.device)]
+    trig = s.triggered(xi)
+    h_clean = entropy(s, xi, x[pool.to(x.device)], p.overlays, gen)
     h_trig = entropy(s, trig, x[pool.to(x.device)], p.overlays, gen)
-    scores = np.concatenate([-h_trig.numpy(), -h_clean.numpy()])
-    labels = np.concatenate([np.ones(len(h_trig)), np.zeros(len(h_clean))])
-    auroc = float(roc_auc_score(labels, scores))
+    nontarget = (yi != s.target).cpu()
+    success = ((s.predict(xi) == yi) & (s.predict(trig) == s.target)).cpu()
+    aurocs = {"all": _auroc(h_trig[nontarget], h_clean), "successful": _auroc(h_trig[success], h_clean[success])}
+    auroc = aurocs[p.positives]
     if log:
-        log(f"STRIP: entropy clean {h_clean.mean():.3f} triggered {h_trig.mean():.3f} bits, AUROC {auroc:.3f}")
-    return {"auroc": auroc, "entropy_clean_mean": float(h_clean.mean()), "entropy_triggered_mean": float(h_trig.mean()),
-            "n_clean": len(h_clean), "n_triggered": len(h_trig), "overlays": p.overlays}
+        log(f"STRIP: entropy clean {h_clean.mean():.3f} triggered {h_trig[nontarget].mean():.3f} bits, "
+            f"AUROC {aurocs['all']} (all non-target), {aurocs['successful']} (successful triggers)")
+    return {"auroc": auroc, "positives": p.positives, "auroc_all": aurocs["all"],
+            "auroc_successful": aurocs["successful"], "n_successful": int(success.sum()),
+            "entropy_clean_mean": float(h_clean.mean()), "entropy_triggered_mean": float(h_trig[nontarget].mean()),
+            "n_clean": len(h_clean), "n_triggered": int(nontarget.sum()), "overlays": p.overlays}

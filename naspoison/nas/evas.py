@@ -12,12 +12,17 @@ draw of ``batch_size`` training images) and the ``inits`` (model, generator) ini
 which are the same for every architecture. Scores are cached by (arch, init seeds, score setting,
 data): in memory for the search and in the artifact cache across searches and the score study,
 so a revisited cell costs nothing.
+
+Named variants that reproduce Evas's own code (``search_genetic.py``; docs/fidelity/evas_score.md and
+evas_evolution.md): ``regime: reference`` (how a cell is scored, ``backdoor.score``) and
+``evolution: reference`` (``reference_evolution``). The defaults follow the paper.
 """
 from __future__ import annotations
 
 import json
 import statistics
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,7 +36,7 @@ from naspoison.spaces import nb201
 from naspoison.store import content_key
 from naspoison.train import seed_everything
 
-SCORE_VERSION = "1"
+SCORE_VERSION = "2"  # 2: the vinai mask fix (issue 19) and the score regime field
 MUTATION_WEIGHTS = {"none": 1, "skip_connect": 2, "nor_conv_1x1": 3, "nor_conv_3x3": 3, "avg_pool_3x3": 1}
 
 
@@ -45,6 +50,9 @@ class ScoreSetting(BaseModel):
     cells_per_stage: int = Field(5, gt=0)
     generator_channels: int = Field(32, gt=0)
     variant: str = "trojanzoo"
+    # ours: generator in train mode, model in eval mode (per-sample Θ); reference: Evas's search_genetic.py
+    # (generator in eval mode with reset running statistics, model in train mode, whole-batch Jacobian)
+    regime: Literal["ours", "reference"] = "ours"
     chunk: int = Field(8, gt=0, description="samples per vmapped Jacobian (memory, not results)")
 
 
@@ -52,6 +60,11 @@ class EvasParams(ScoreSetting):
     pool_size: int = Field(50, gt=1)
     sample_size: int = Field(10, gt=0)
     steps: int = Field(4000, ge=0)
+    # paper: Algorithm 1 (parent = the best of the sample; initial pool from the whole space); reference:
+    # search_genetic.py (the parent is pool[position of the best within the sample], the oldest slot by
+    # age counters is replaced, the initial pool from the first ``reference_pool_range`` indices)
+    evolution: Literal["paper", "reference"] = "paper"
+    reference_pool_range: int = Field(10000, gt=1, le=nb201.N_ARCHS)
 
 
 class Scorer:
@@ -109,7 +122,7 @@ class Scorer:
             model = nb201.Network(ops, d.num_classes, s.channels, s.cells_per_stage, d.shape[2]).to(self.device)
             gen = TriggerGenerator(d.shape[2], s.variant, s.generator_channels,
                                    self.mean.flatten().cpu(), self.std.flatten().cpu()).to(self.device)
-            kappas.append(trigger_ntk_cond(model, gen, self.x01, self.normalise, s.chunk))
+            kappas.append(trigger_ntk_cond(model, gen, self.x01, self.normalise, s.chunk, s.regime))
         self.computed += 1
         return {"score": statistics.median(kappas), "kappas": kappas}
 
@@ -127,6 +140,8 @@ def aging_evolution(score: Callable[[nb201.Arch], float], params: EvasParams, se
     """Minimise ``score`` over NB201 cells; returns the best cell and the whole history."""
     if params.sample_size > params.pool_size:
         raise ValueError(f"sample_size {params.sample_size} exceeds pool_size {params.pool_size}")
+    if params.evolution == "reference":
+        return reference_evolution(score, params, seed, log)
     rng = np.random.default_rng([seed, 0xA61])
     history: list[dict] = []
 
@@ -143,6 +158,44 @@ def aging_evolution(score: Callable[[nb201.Arch], float], params: EvasParams, se
         parent = min(sample, key=lambda e: (e["score"], e["step"]))
         child = visit(mutate(nb201.parse(parent["arch"]), rng), parent["step"])
         pool = pool[1:] + [child]  # the oldest leaves
+        if log and (step + 1) % max(1, params.steps // 20) == 0:
+            best = min(history, key=lambda e: (e["score"], e["step"]))
+            log(f"evolution step {step + 1}/{params.steps}: best score {best['score']:.4g} ({best['arch']})")
+    best = min(history, key=lambda e: (e["score"], e["step"]))
+    return {"arch": best["arch"], "score": best["score"], "history": history,
+            "distinct_archs": len({e["arch"] for e in history})}
+
+
+def reference_evolution(score: Callable[[nb201.Arch], float], params: EvasParams, seed: int,
+                        log: Callable[[str], None] | None = None) -> dict:
+    """Evas's ``search_genetic.py`` loop, reproduced as a named variant (not the default): the initial pool
+    is ``pool_size`` distinct indices below ``reference_pool_range`` (its ``randperm(10000)``; naspoison's
+    index order, not NATS-Bench's, which needs the benchmark file); each step samples ``sample_size`` slots,
+    takes the *position* of the lowest score within the sample and mutates ``pool[position]`` (so parents
+    come from the first ``sample_size`` slots only); the child replaces the oldest slot (age counters, the
+    first on ties) and every age grows by one. The result is the lowest score seen (the first on ties)."""
+    if params.pool_size > params.reference_pool_range:
+        raise ValueError(f"pool_size {params.pool_size} exceeds reference_pool_range {params.reference_pool_range}")
+    rng = np.random.default_rng([seed, 0xA62])
+    history: list[dict] = []
+
+    def visit(ops, parent=None) -> dict:
+        entry = {"step": len(history), "arch": nb201.to_string(ops), "score": score(ops)}
+        if parent is not None:
+            entry["parent"] = parent
+        history.append(entry)
+        return entry
+
+    pool = [visit(nb201.from_index(int(i))) for i in rng.permutation(params.reference_pool_range)[:params.pool_size]]
+    ages = np.zeros(params.pool_size, dtype=np.int64)
+    for step in range(params.steps):
+        sample = rng.permutation(params.pool_size)[:params.sample_size]
+        position = int(np.argmin([pool[int(i)]["score"] for i in sample]))  # a position in the sample ...
+        parent = pool[position]                                             # ... used as a pool index
+        old = int(np.argmax(ages))
+        pool[old] = visit(mutate(nb201.parse(parent["arch"]), rng), parent["step"])
+        ages += 1
+        ages[old] = 0
         if log and (step + 1) % max(1, params.steps // 20) == 0:
             best = min(history, key=lambda e: (e["score"], e["step"]))
             log(f"evolution step {step + 1}/{params.steps}: best score {best['score']:.4g} ({best['arch']})")

@@ -114,5 +114,5 @@ def defense_summary(r: dict) -> dict:
     if r["defense"] == "neural_cleanse":
         return {"target_index": r["target_index"], "target_flagged": r["target_flagged"], "flagged": r["flagged"]}
     if r["defense"] == "strip":
-        return {"auroc": r["auroc"]}
+        return {"auroc": r["auroc"], "auroc_all": r.get("auroc_all"), "auroc_successful": r.get("auroc_successful")}
     return {"before": r["before"], "chosen": r["chosen"], "after": r["after_finetune"]}

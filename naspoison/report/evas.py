@@ -83,7 +83,8 @@ def defense_section(records: list[dict]) -> dict:
                 idx = [m["target_index"] for m in mine if m["target_index"] is not None]
                 entry.update(target_index=_ms(idx) if idx else None, flagged=sum(m["target_flagged"] for m in mine))
             elif name == "strip":
-                entry.update(auroc=_ms([m["auroc"] for m in mine]))
+                au = [m["auroc"] for m in mine if m["auroc"] is not None]  # None: no successful trigger to detect
+                entry.update(auroc=_ms(au) if au else None)
             else:
                 for stage in ("before", "chosen", "after"):
                     entry[stage] = {k: _ms([100 * m[stage][k] for m in mine]) for k in ("acc", "asr")}
@@ -105,7 +106,7 @@ def defense_markdown(d: dict) -> list[str]:
             title = (n or s)["title"]
             idx = "-" if not n else ("∞" if n["target_index"] is None else f"{n['target_index']['mean']:.2f} ± {n['target_index']['std']:.2f}")
             flags = "-" if not n else f"{n['flagged']}/{n['n']}"
-            auroc = "-" if not s else f"{s['auroc']['mean']:.3f} ± {s['auroc']['std']:.3f}"
+            auroc = "-" if not s or not s["auroc"] else f"{s['auroc']['mean']:.3f} ± {s['auroc']['std']:.3f}"
             out.append(f"| {key[0]} | {title} | {idx} | {flags} | {auroc} |")
         legend = ("Neural Cleanse flags a class whose mask L1 is below the median with anomaly index > 2; "
                   "STRIP's AUROC separates triggered from clean inputs by blend entropy (0.5 = chance).")

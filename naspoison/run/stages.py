@@ -24,7 +24,7 @@ from naspoison.store import ArtifactCache, Record, ResultStore, content_key, sta
 from naspoison.store.artifacts import recording
 from naspoison.store.timings import split_timings
 
-VERSIONS = {"poison": "2", "search": "2", "train": "2", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "2", "sanitize": "1"}
+VERSIONS = {"poison": "2", "search": "2", "train": "2", "evas_search": "2", "backdoor": "2", "scenario": "2", "evas_score": "2", "defense": "3", "metrics": "2", "sanitize": "1"}
 SPACE = "darts"
 
 
