@@ -251,3 +251,59 @@ def test_neural_cleanse_reference_schedule_step_by_step():
     for fill in (0.1, 0.05, 0.7):
         epoch(False, 5.0, fill)
     assert st["best_mask"][0, 0, 0, 0].item() == pytest.approx(0.7) and cost.item() == 0
+
+
+def test_evas_search_defaults_are_the_papers():
+    from naspoison.nas.evas import EvasParams
+
+    p = EvasParams()  # Evas §3.4 / search_genetic.py: pool 50, sample 10, 4000 steps
+    assert (p.pool_size, p.sample_size, p.steps) == (50, 10, 4000)
+
+
+def test_generator_row_counts_are_the_floor_of_p_times_the_batch():
+    from naspoison.backdoor.attack import GeneratorRecipe, row_counts
+
+    assert row_counts(GeneratorRecipe(), 96) == (9, 9)  # ⌊0.1·96⌋ = 9, not 9.6 rounded
+    assert row_counts(GeneratorRecipe(backdoor_prob=0.25, cross_prob=0.5), 10) == (2, 5)
+
+
+def test_clean_finetuning_recipe_is_the_papers():
+    from naspoison.backdoor.scenarios import FinetuneRecipe
+
+    f = FinetuneRecipe()  # Evas §4: 50 epochs, SGD lr 0.01 (cosine), batch 96; the trainer's momentum 0.9, wd 5e-4
+    assert (f.epochs, f.lr, f.batch_size, f.momentum, f.weight_decay) == (50, 0.01, 96, 0.9, 5e-4)
+
+
+def test_scenarios_report_the_final_model_not_a_best_epoch(monkeypatch):
+    import naspoison.backdoor.scenarios as sc
+
+    model = torch.nn.Linear(1, 1)
+    seen = []
+
+    def scenario(model, *a):  # three "epochs"; the reference would report the best of them
+        for w in (0.9, 0.1, 0.5):
+            model.weight.data.fill_(w)
+            seen.append(w)
+        return {}
+
+    monkeypatch.setitem(sc.SCENARIOS, "fake", scenario)
+    monkeypatch.setattr(sc, "attack_metrics", lambda m, *a: {"acc": float(m.weight), "asr": float(m.weight)})
+    gen = torch.nn.Linear(1, 1)
+    out = sc.run_scenario("fake", model, gen, None, type("R", (), {"eval_batch_size": 1})(), None,
+                          type("G", (), {"target": 0})(), "arch", 0, None)
+    assert seen == [0.9, 0.1, 0.5] and out["asr"] == 0.5
+
+
+def test_strip_overlays_and_entropy_in_bits():
+    from naspoison.defenses.strip import StripParams, entropy
+
+    assert StripParams().overlays == 100  # the STRIP paper's N
+    k = 10
+
+    class Uniform:  # constant logits: every blend's softmax is uniform, entropy log2(k) bits
+        @staticmethod
+        def logits(x):
+            return torch.zeros(len(x), k)
+
+    h = entropy(Uniform(), torch.rand(3, 1, 4, 4), torch.rand(5, 1, 4, 4), 4, torch.Generator().manual_seed(0))
+    assert torch.allclose(torch.as_tensor(h).float(), torch.full((3,), math.log2(k)), atol=1e-5)

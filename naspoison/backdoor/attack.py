@@ -126,6 +126,12 @@ def _x01(images: DeviceImages, idx: torch.Tensor, gen: torch.Generator, recipe: 
     return augment(images.x[idx], gen, recipe.crop_padding, recipe.flip).float().div(255)
 
 
+def row_counts(recipe: "GeneratorRecipe", batch: int) -> tuple[int, int]:
+    """Backdoor and cross-trigger rows of every full batch: ⌊p·B⌋ each (VinAI's int(p·B); trojanzoo adds a
+    Bernoulli of the fraction — the ledger row explains the choice)."""
+    return int(recipe.backdoor_prob * batch), int(recipe.cross_prob * batch)
+
+
 def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, seed: int,
                     device: torch.device | str = "cpu",
                     on_epoch: Callable[[str, int, dict], None] | None = None) -> tuple[TriggerGenerator, dict]:
@@ -146,7 +152,7 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
     steps = n // b  # full batches only: the pair (x1, x2) and the row counts stay fixed
     if steps == 0:
         raise ValueError(f"batch {b} is larger than the training set ({n})")
-    n_bd, n_cross = int(recipe.backdoor_prob * b), int(recipe.cross_prob * b)
+    n_bd, n_cross = row_counts(recipe, b)
     if n_bd == 0:
         raise ValueError(f"backdoor_prob {recipe.backdoor_prob} × batch {b} leaves no triggered row")
     curves: dict[str, list[float]] = {"mask_loss": [], "mask_density": [], "pattern_loss": [], "pattern_asr": []}
