@@ -1,0 +1,199 @@
+"""In-cell checkpoints (naspoison.run.checkpoint): a cell killed with ``kill -9`` resumes from its last
+checkpoint and stores the bits of an uninterrupted run; checkpoints never unpickle and go once the cell
+is stored."""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from naspoison.run import checkpoint, stages
+from naspoison.store import ArtifactCache, ResultStore, canonical_json, content_key
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASET = {"name": "digits", "train_size": 300, "test_size": 100, "subset_seed": 0}
+RECIPE = {"epochs": 9, "batch_size": 32, "init_channels": 4, "layers": 3, "crop_padding": 1, "flip": False,
+          "cutout": 2, "drop_path_prob": 0.2}
+
+
+def _train_spec(epochs=RECIPE["epochs"]):
+    from naspoison.spaces.darts import sample_genotype
+
+    return stages.train_spec(sample_genotype(np.random.default_rng(5)).to_dict(), {**RECIPE, "epochs": epochs},
+                             DATASET, seed=2)
+
+
+def test_round_trip_keeps_types_and_bits():
+    obj = {"epoch": 3, "curves": {"loss": [0.1, 1 / 3], "x": [None]}, 7: (1, 2.5, "a", True),
+           "bf16": torch.randn(3, dtype=torch.bfloat16), "arr": np.arange(4, dtype=np.int64), "e": torch.empty(0)}
+    back = checkpoint.loads(checkpoint.dumps(obj))
+    assert back["epoch"] == 3 and back["curves"] == obj["curves"] and back[7] == (1, 2.5, "a", True)
+    assert back["bf16"].dtype == torch.bfloat16 and torch.equal(back["bf16"], obj["bf16"])
+    assert np.array_equal(back["arr"], obj["arr"]) and back["e"].numel() == 0
+    with pytest.raises(TypeError):
+        checkpoint.dumps({"f": object()})
+
+
+def test_loading_never_unpickles_python_objects():
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    buf = io.BytesIO()
+    torch.save({"__skeleton__": torch.zeros(1, dtype=torch.uint8), "x": Evil()}, buf)
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl|unsupported"):
+        checkpoint.loads(buf.getvalue())
+
+
+def test_rng_states_round_trip():
+    import random
+
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    s = checkpoint.loads(checkpoint.dumps(checkpoint.rng_state()))
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(9)
+    np.random.seed(9)
+    random.seed(9)
+    checkpoint.set_rng_state(s)
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    from naspoison import train
+    from naspoison.run import checkpoint, stages
+    from naspoison.store import ArtifactCache, ResultStore
+
+    store, art = ResultStore(sys.argv[1]), ArtifactCache(sys.argv[2])
+    spec, ds = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    checkpoint.bind(art)
+    real_eval, real_save = train.evaluate, checkpoint.Loop.save_if_due
+
+    def evaluate(*a, **k):  # called once per finished epoch
+        print("epoch done", flush=True)
+        return real_eval(*a, **k)
+
+    def save_if_due(self, state, final=False):
+        saved = real_save(self, state, final)
+        if saved:
+            print("saved", state()["epoch"], flush=True)
+        return saved
+
+    train.evaluate, checkpoint.Loop.save_if_due = evaluate, save_if_due
+    stages.run_stage(store, spec, lambda d: stages.compute_train(spec, ds, d, art), "cpu")
+    print("stored", flush=True)
+""")
+
+
+def _run(tmp_path, spec, wait=True):
+    script = tmp_path / "cell.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1", checkpoint.EVERY_ENV: "0"}
+    cmd = [sys.executable, str(script), str(tmp_path / "store"), str(tmp_path / "art"), json.dumps(spec),
+           json.dumps(DATASET)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_kill_9_mid_run_resumes_and_gives_the_uninterrupted_bits(tmp_path):
+    spec = _train_spec()
+    # the uninterrupted run, in this process, without checkpoints
+    ref_store = ResultStore(tmp_path / "ref")
+    os.environ[checkpoint.EVERY_ENV] = "off"
+    try:
+        reference = stages.run_stage(ref_store, spec, lambda d: stages.compute_train(spec, DATASET, d), "cpu")
+    finally:
+        del os.environ[checkpoint.EVERY_ENV]
+
+    proc = _run(tmp_path, spec)
+    done_before_kill, last_saved = 0, None
+    for line in proc.stdout:
+        done_before_kill += line.startswith("epoch done")
+        if line.startswith("saved"):
+            last_saved = int(line.split()[1])
+            if last_saved >= 3:
+                time.sleep(0.05)  # into the next epoch
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+    rest = proc.stdout.read()  # lines printed before the kill landed
+    proc.wait()
+    done_before_kill += rest.count("epoch done")
+    last_saved = max([last_saved] + [int(x.split()[1]) for x in rest.splitlines() if x.startswith("saved")])
+    assert proc.returncode == -signal.SIGKILL and "stored" not in rest, rest
+    assert not ResultStore(tmp_path / "store").has("train", content_key(spec))
+
+    rerun = _run(tmp_path, spec)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    rec = ResultStore(tmp_path / "store").get("train", content_key(spec))
+    resumed = rec.provenance["checkpoint"]["resumed"]
+    assert resumed == [{"loop": 0, "name": "fit", "epoch": last_saved}]
+    computed_again = out.count("epoch done")
+    assert last_saved + computed_again == RECIPE["epochs"]
+    recomputed = done_before_kill - last_saved  # finished before the kill, lost, computed again
+    assert 0 <= recomputed <= 1  # the interval is 0 s: a save after every epoch
+    print(f"kill -9 after {done_before_kill} epochs, resumed at {last_saved}: {recomputed} recomputed")
+    assert canonical_json(rec.result) == canonical_json(reference)  # bit-identical
+    art = ArtifactCache(tmp_path / "art")
+    assert checkpoint.keys(art) == []  # removed once the cell is stored
+    assert art.get(stages.weights_key(spec)) is not None
+
+
+def test_replays_finished_loops_and_resumes_the_running_one(tmp_path, digits_small):
+    """Two loops in one cell (like RoBoT's query trainings): a checkpoint of the second restores the global RNG,
+    the first is replayed from its saved final state; orphans (stored cells) are found for gc."""
+    from naspoison.spaces.darts import sample_genotype
+    from naspoison.train import Recipe, train_genotype
+
+    r = Recipe(**{**RECIPE, "epochs": 3})
+    g1, g2 = sample_genotype(np.random.default_rng(1)), sample_genotype(np.random.default_rng(2))
+
+    def cell():
+        return [train_genotype(g, digits_small, r, seed=4)["curves"] for g in (g1, g2)] + [torch.rand(2).tolist()]
+
+    reference = cell()
+    art = ArtifactCache(tmp_path / "art")
+    checkpoint.bind(art)
+    spec = {"stage": "search", "key": "x"}
+    os.environ[checkpoint.EVERY_ENV] = "0"
+    try:
+        with checkpoint.cell(spec, "k" * 64) as c:
+            assert cell() == reference
+            assert sorted(checkpoint.keys(art)) == [f"ckpt/search/{'k' * 64}/0", f"ckpt/search/{'k' * 64}/1"]
+        # a rerun: both loops were saved at their end, nothing is trained again, same numbers
+        with checkpoint.cell(spec, "k" * 64) as c:
+            assert cell() == reference
+            assert [x["epoch"] for x in c.log["resumed"]] == [3, 3]
+        store = ResultStore(tmp_path / "store")
+        assert checkpoint.orphans(art, store) == []
+        store.put({"stage": "search", "version": "1", "params": {}, "upstream": {}}, {"a": 1})
+        stored_key = content_key({"stage": "search", "version": "1", "params": {}, "upstream": {}})
+        art.put(f"ckpt/search/{stored_key}/0", b"x")
+        assert checkpoint.orphans(art, store) == [f"ckpt/search/{stored_key}/0"]
+    finally:
+        del os.environ[checkpoint.EVERY_ENV]
+        checkpoint.bind(None)
+
+
+def test_interval_setting():
+    for raw, want in (("", 600.0), ("0", 0.0), ("12.5", 12.5), ("off", None)):
+        os.environ[checkpoint.EVERY_ENV] = raw
+        try:
+            assert checkpoint.interval() == want
+        finally:
+            del os.environ[checkpoint.EVERY_ENV]
+    os.environ[checkpoint.EVERY_ENV] = "-1"
+    try:
+        with pytest.raises(ValueError, match="seconds"):
+            checkpoint.interval()
+    finally:
+        del os.environ[checkpoint.EVERY_ENV]
