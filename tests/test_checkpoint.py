@@ -197,3 +197,32 @@ def test_interval_setting():
             checkpoint.interval()
     finally:
         del os.environ[checkpoint.EVERY_ENV]
+
+
+def test_pdarts_interrupted_in_its_second_stage_resumes_to_the_same_search(tmp_path, digits_small):
+    from naspoison.nas.pdarts import PDARTS, PDARTSParams
+
+    params = PDARTSParams(cells=[3, 3], ops_kept=[3, 1], skip_dropout=[0.0, 0.4], epochs=3, warmup_epochs=1,
+                          batch_size=32, init_channels=2, search_size=120, crop_padding=1, flip=False)
+    reference = PDARTS().search(digits_small, params, seed=1)
+
+    class Killed(Exception):
+        pass
+
+    def die(m):
+        if m["stage"] == 1 and m["epoch"] == 2:  # its epoch-1 state is saved, epoch 2 is lost
+            raise Killed
+
+    checkpoint.bind(ArtifactCache(tmp_path / "art"))
+    os.environ[checkpoint.EVERY_ENV] = "0"
+    try:
+        with pytest.raises(Killed), checkpoint.cell({"stage": "search"}, "p" * 64):
+            PDARTS().search(digits_small, params, seed=1, on_epoch=die)
+        with checkpoint.cell({"stage": "search"}, "p" * 64) as c:
+            resumed = PDARTS().search(digits_small, params, seed=1)
+        # stage 1 replayed from its final state, stage 2 resumed after its second epoch
+        assert [(x["loop"], x["epoch"]) for x in c.log["resumed"]] == [(0, 3), (1, 2)]
+    finally:
+        del os.environ[checkpoint.EVERY_ENV]
+        checkpoint.bind(None)
+    assert canonical_json(resumed) == canonical_json(reference)
