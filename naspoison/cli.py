@@ -104,6 +104,7 @@ def cmd_bench(args) -> int:
         from naspoison.train import COMPILE_ENV
 
         os.environ[COMPILE_ENV] = args.compile  # inherited by worker processes and submitit tasks
+    _cell_settings(args)
     if args.executor != "processes":
         if args.tasks < 1:
             raise UsageError("--tasks must be at least 1")
@@ -120,6 +121,23 @@ def cmd_bench(args) -> int:
         summary = run_parallel(trials, store, artifacts, devices, progress.emit)
     artifacts.close()
     return _finish(args, trials, summary, store, con, t0)
+
+
+def _cell_settings(args) -> None:
+    """--checkpoint-every, --cell-threads: machine settings (part of no key), passed to every worker and task
+    through the environment."""
+    import os
+
+    from naspoison.run import checkpoint, stages
+
+    for value, env, check in ((args.checkpoint_every, checkpoint.EVERY_ENV, checkpoint.interval),
+                              (args.cell_threads, stages.THREADS_ENV, stages.cell_threads)):
+        if value is not None:
+            os.environ[env] = str(value)
+            try:
+                check()
+            except ValueError as e:
+                raise UsageError(str(e)) from None
 
 
 def _finish(args, trials, summary, store: ResultStore, con, t0: float) -> int:
@@ -148,6 +166,8 @@ def _bench_submitit(args, suite: Suite, trials, store: ResultStore) -> int:
                                    "gpus_per_task": args.slurm_gpus, "cpus_per_task": args.slurm_cpus,
                                    "mem_gb": args.slurm_mem}.items() if v is not None}
     resources = resources.model_copy(update=overrides).model_dump()
+    if args.slurm_signal_delay is not None:
+        resources["signal_delay_s"] = args.slurm_signal_delay
     missing = [t for t in trials if not _trial_stored(t, store)]
     con = _console()
     if not missing:
@@ -470,6 +490,7 @@ def cmd_gc(args) -> int:
             print(f"{'would remove' if args.dry_run else 'removed'} {label}: {p}")
             if not args.dry_run:
                 p.unlink(missing_ok=True)
+    _gc_checkpoints(args, store)
     if args.suite:
         from naspoison.report.collect import collect
         from naspoison.suite.expand import expand
@@ -484,6 +505,20 @@ def cmd_gc(args) -> int:
             if path.stem not in referenced:
                 print(f"unreferenced (kept; results are never evicted): {path}")
     return 0
+
+
+def _gc_checkpoints(args, store: ResultStore) -> None:
+    """In-cell checkpoints of cells already stored (killed between storing and removing them)."""
+    from naspoison.run import checkpoint
+
+    artifacts = ArtifactCache(args.artifacts)
+    try:
+        for k in checkpoint.orphans(artifacts, store):
+            print(f"{'would remove' if args.dry_run else 'removed'} checkpoint of a stored cell: {k}")
+            if not args.dry_run:
+                checkpoint.delete(artifacts, k)
+    finally:
+        artifacts.close()
 
 
 # ----------------------------------------------------------------------------- draw
@@ -575,6 +610,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--slurm-gpus", type=int, help="GPUs per task")
     b.add_argument("--slurm-cpus", type=int, help="CPUs per task")
     b.add_argument("--slurm-mem", type=int, help="GB per task")
+    b.add_argument("--slurm-signal-delay", type=int, metavar="SECONDS",
+                   help="the time-limit signal (checkpoint and requeue) comes this long before the limit")
+    b.add_argument("--checkpoint-every", metavar="SECONDS",
+                   help="long loops save their state this often (default 600; 0: every epoch; off); not part of any key")
+    b.add_argument("--cell-threads", type=int, metavar="N",
+                   help="intra-op threads of every cell whatever --workers (default 1); results depend on it")
     b.add_argument("--no-wait", action="store_true", help="submit and return; rerun the command to collect")
     b.add_argument("--artifacts", help="artifact cache directory (default: $NASPOISON_ARTIFACTS or ~/.cache/naspoison/artifacts)")
     b.add_argument("--reports", default=DEFAULT_REPORTS, help="where reports are written / compared (default: reports)")
@@ -600,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gc", help="remove temporary files, stale locks and stale failures")
     g.add_argument("--dry-run", action="store_true")
     g.add_argument("--suite", help="also list results no profile of this suite references")
+    g.add_argument("--artifacts", help="artifact cache whose orphaned checkpoints go (default: $NASPOISON_ARTIFACTS)")
     store_opt(g)
     g.set_defaults(fn=cmd_gc)
     ls = sub.add_parser("ls", help="count results per stage")
