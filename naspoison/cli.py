@@ -414,6 +414,8 @@ def cmd_report(args) -> int:
 
 # ----------------------------------------------------------------------------- store upkeep
 def cmd_verify(args) -> int:
+    if args.recompute is not None:
+        return _verify_recompute(args)
     store = ResultStore(args.store, read_only=True)
     n, bad = 0, []
     for path in store.iter_files():
@@ -426,6 +428,65 @@ def cmd_verify(args) -> int:
         print(f"CORRUPT {b}")
     print(f"verify: {n} result files, {len(bad)} corrupt")
     return 1 if bad or n == 0 else 0
+
+
+def _verify_recompute(args) -> int:
+    """verify --recompute N: the logic is in naspoison.run.recompute."""
+    import os
+
+    from naspoison.run import recompute, stages
+
+    if args.recompute < 1:
+        raise UsageError("--recompute N needs N >= 1")
+    if args.cell_threads is not None:
+        if args.cell_threads < 1:
+            raise UsageError("--cell-threads must be at least 1")
+        os.environ[stages.THREADS_ENV] = str(args.cell_threads)
+    _, trials, _ = _load(args)
+    store = ResultStore(args.store, read_only=True)
+    wanted = {s.strip() for s in args.stages.split(",")} if args.stages else None
+    if wanted and not wanted <= set(stages.VERSIONS):
+        raise UsageError(f"--stages {args.stages!r}: stages are {', '.join(sorted(stages.VERSIONS))}")
+    outcomes, skipped = recompute.recompute(trials, store, args.recompute, device=args.device, sample=args.sample,
+                                            seed=args.seed, stages=wanted, exact=args.exact, rtol=args.rtol,
+                                            atol=args.atol, scratch=args.scratch, keep=bool(args.scratch))
+    bad = [o for o in outcomes if not o.ok]
+    counts = {v: sum(o.verdict == v for o in outcomes) for v in ("identical", "within tolerance", "DIFFERS", "FAILED")}
+    print(f"verify --recompute: {len(outcomes)} cells recomputed: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+          + (f"; {skipped} incomplete trials not considered" if skipped else "")
+          + (" — FAILED (a result changed without a stage-version bump?)" if bad else " — ok" if outcomes else " — nothing to recompute"))
+    return 1 if bad or not outcomes else 0
+
+
+def cmd_compare(args) -> int:
+    """compare A B: two report.json files or two stores (with SUITE --profile); logic in naspoison.report.compare."""
+    from naspoison.report import compare
+
+    def report_of(x: str) -> dict:
+        p = Path(x)
+        if p.is_file():
+            try:
+                return json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise UsageError(f"{x}: not a report.json ({e})") from None
+        if not p.is_dir():
+            raise UsageError(f"{x}: neither a report.json nor a store directory")
+        _, trials, _ = _load(args)
+        col, report = _report_for(trials, ResultStore(p, read_only=True))
+        if col.missing or col.corrupt:
+            print(f"note: {x}: {len(col.missing)} cells missing, {len(col.corrupt)} corrupt (rows use what is stored)")
+        return report
+
+    if not 0 < args.alpha < 1:
+        raise UsageError("--alpha must lie in (0, 1)")
+    result = compare.compare(report_of(args.a), report_of(args.b), args.alpha)
+    if not result["rows"]:
+        raise UsageError("no row in common between A and B")
+    print(compare.to_text(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 1 if result["beyond_noise"] or result["mark_flips"] else 0
 
 
 def cmd_ls(args) -> int:
@@ -631,9 +692,32 @@ def build_parser() -> argparse.ArgumentParser:
     store_opt(r)
     r.set_defaults(fn=cmd_report)
 
-    v = sub.add_parser("verify", help="re-hash every result file; list corrupt ones")
+    v = sub.add_parser("verify", help="re-hash every result file; list corrupt ones (--recompute N: recompute and compare)")
+    v.add_argument("--recompute", type=int, metavar="N", help="recompute N stored cells (cheapest first) into a "
+                   "scratch store and compare: identical on the same platform, else within --rtol/--atol")
+    v.add_argument("--suite", default="suite.yaml", help="with --recompute: the suite (default suite.yaml)")
+    v.add_argument("--profile", default="demo")
+    v.add_argument("--only", help="with --recompute: cells of these trials only (as bench --only)")
+    v.add_argument("--stages", help="with --recompute: only cells of these stages, e.g. train,poison")
+    v.add_argument("--sample", action="store_true", help="a seeded random sample instead of the cheapest cells")
+    v.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    v.add_argument("--exact", action="store_true", help="require identical results even across platforms")
+    v.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance across platforms (default 1e-6)")
+    v.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance across platforms (default 1e-9)")
+    v.add_argument("--scratch", help="keep the recomputed cells in this folder (a store and artifacts)")
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--cell-threads", type=int, metavar="N", help="intra-op threads of the recomputation")
     store_opt(v)
     v.set_defaults(fn=cmd_verify)
+    c = sub.add_parser("compare", help="two reproductions (report.json files or stores) row by row: within seed noise?")
+    c.add_argument("a", help="report.json or store directory (the reference)")
+    c.add_argument("b", help="report.json or store directory (the reproduction)")
+    c.add_argument("--suite", default="suite.yaml", help="for store arguments: the suite (default suite.yaml)")
+    c.add_argument("--profile", default="demo")
+    c.add_argument("--only", help="for store arguments: rows of these trials only (as bench --only)")
+    c.add_argument("--alpha", type=float, default=0.05, help="BH level (default 0.05)")
+    c.add_argument("--json", help="also write the comparison here")
+    c.set_defaults(fn=cmd_compare)
     m = sub.add_parser("merge", help="union other stores' results into this one")
     m.add_argument("sources", nargs="+")
     store_opt(m)
