@@ -226,3 +226,71 @@ def test_pdarts_interrupted_in_its_second_stage_resumes_to_the_same_search(tmp_p
         del os.environ[checkpoint.EVERY_ENV]
         checkpoint.bind(None)
     assert canonical_json(resumed) == canonical_json(reference)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _interrupted_then_resumed(tmp_path, monkeypatch, fn, kill_after_saves: int):
+    """fn() once plainly, once killed right after its ``kill_after_saves``-th checkpoint, once resumed."""
+    reference = fn()
+    checkpoint.bind(ArtifactCache(tmp_path / "art"))
+    monkeypatch.setenv(checkpoint.EVERY_ENV, "0")
+    real, count = checkpoint.Loop.save_if_due, [0]
+
+    def dying(self, state, final=False):
+        saved = real(self, state, final)
+        count[0] += saved
+        if count[0] == kill_after_saves:
+            raise _Killed
+        return saved
+
+    try:
+        monkeypatch.setattr(checkpoint.Loop, "save_if_due", dying)
+        with pytest.raises(_Killed), checkpoint.cell({"stage": "poison"}, "g" * 64):
+            fn()
+        monkeypatch.setattr(checkpoint.Loop, "save_if_due", real)
+        with checkpoint.cell({"stage": "poison"}, "g" * 64) as c:
+            resumed = fn()
+    finally:
+        checkpoint.bind(None)
+    return reference, resumed, c.log["resumed"]
+
+
+CELL = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|none~2|"
+
+
+def test_gradient_canceling_steps_resume_to_the_same_poison(tmp_path, monkeypatch, digits_small):
+    from naspoison.attacks.gradient_canceling import GCParams, GradPCParams, cancel_gradients
+    from naspoison.spaces import nb201
+
+    def gc():
+        torch.manual_seed(0)
+        model = nb201.Network(nb201.parse(CELL), 10, C=4, cells_per_stage=1, in_channels=1)
+        p = GCParams(steps=6, lr=0.02, chunk_size=50, gradpc=GradPCParams(epsilon=0.05))
+        out = cancel_gradients(model, list(model.named_parameters()), digits_small, 0.1, p, np.random.default_rng(0))
+        return out.images.tolist(), out.summary
+
+    reference, resumed, log = _interrupted_then_resumed(tmp_path, monkeypatch, gc, kill_after_saves=4)
+    assert [(x["name"], x["epoch"]) for x in log] == [("gc_steps", 4)]
+    assert resumed == reference
+
+
+def test_trigger_generator_training_resumes_to_the_same_generator(tmp_path, monkeypatch, digits_small):
+    from naspoison.backdoor.attack import GeneratorRecipe, train_generator
+    from naspoison.spaces import nb201
+
+    recipe = GeneratorRecipe(channels=4, mask_epochs=2, pattern_epochs=3, batch_size=32, mask_density=0.5,
+                             backdoor_prob=0.5, cross_prob=0.1, crop_padding=1, flip=False, target=3)
+
+    def generator():
+        torch.manual_seed(0)
+        model = nb201.Network(nb201.parse(CELL), 10, C=4, cells_per_stage=1, in_channels=1)
+        g, info = train_generator(model, digits_small, recipe, seed=0)
+        return {k: v.tolist() for k, v in g.state_dict().items()}, info
+
+    # killed after the mask phase and one pattern epoch: the mask phase replays, the pattern phase resumes
+    reference, resumed, log = _interrupted_then_resumed(tmp_path, monkeypatch, generator, kill_after_saves=3)
+    assert [(x["name"], x["epoch"]) for x in log] == [("generator_mask", 2), ("generator_pattern", 1)]
+    assert resumed == reference
