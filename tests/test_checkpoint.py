@@ -294,3 +294,23 @@ def test_trigger_generator_training_resumes_to_the_same_generator(tmp_path, monk
     reference, resumed, log = _interrupted_then_resumed(tmp_path, monkeypatch, generator, kill_after_saves=3)
     assert [(x["name"], x["epoch"]) for x in log] == [("generator_mask", 2), ("generator_pattern", 1)]
     assert resumed == reference
+
+
+def test_neural_cleanse_resumes_to_the_same_masks(tmp_path, monkeypatch, digits_small):
+    from naspoison.defenses.base import Suspect
+    from naspoison.defenses.neural_cleanse import NeuralCleanseParams, reverse_engineer
+    from naspoison.spaces import nb201
+
+    # a low threshold and short patiences: costs are set, raised and lowered, classes stop early
+    p = NeuralCleanseParams(epochs=8, samples=60, batch_size=30, attack_threshold=0.2, patience=1,
+                            early_stop_patience=2)
+
+    def nc():
+        torch.manual_seed(0)
+        model = nb201.Network(nb201.parse(CELL), 10, C=4, cells_per_stage=1, in_channels=1)
+        out = reverse_engineer(Suspect(model, lambda x: x, digits_small, 3, torch.device("cpu")), p)
+        return {**out, "masks": out["masks"].tolist()}
+
+    reference, resumed, log = _interrupted_then_resumed(tmp_path, monkeypatch, nc, kill_after_saves=3)
+    assert [(x["name"], x["epoch"]) for x in log] == [("neural_cleanse", 3)]
+    assert resumed == reference and reference["epochs"] > 3
