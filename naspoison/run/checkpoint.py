@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import random
 import time
@@ -155,6 +156,8 @@ class Cell:
     log: dict = field(default_factory=lambda: {"saves": 0, "resumed": []})
     snapshot: tuple | None = None  # (loop key, bytes) of the last epoch boundary, saved on a signal
     snapshots: bool = False
+    snapshot_at: float = -math.inf  # when the last snapshot was taken, and what it cost
+    snapshot_cost: float = 0.0
 
     def prefix(self) -> str:
         return f"{PREFIX}{self.stage}/{self.key}/"
@@ -269,14 +272,17 @@ class Loop:
             return False
         now = time.monotonic()
         due = (now - c.started >= c.every) if final else (now - c.last_save >= c.every)
-        if due or c.snapshots:
-            payload = self._payload(state())
+        # a snapshot costs a serialisation: at most ~10 % of the time (large states, e.g. GC's poisons, skip some)
+        snap = c.snapshots and now - c.snapshot_at >= 10 * c.snapshot_cost
+        if due or snap:
+            blob = dumps(self._payload(state()))
             if due:
-                c.put(self.key, dumps(payload))
+                c.put(self.key, blob)
                 c.snapshot = None
                 return True
             # a consistent copy of this epoch boundary, written only if a signal comes before the next one
-            c.snapshot = (self.key, dumps(payload))
+            c.snapshot = (self.key, blob)
+            c.snapshot_at, c.snapshot_cost = time.monotonic(), time.monotonic() - now
         return False
 
 
