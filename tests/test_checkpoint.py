@@ -314,3 +314,21 @@ def test_neural_cleanse_resumes_to_the_same_masks(tmp_path, monkeypatch, digits_
     reference, resumed, log = _interrupted_then_resumed(tmp_path, monkeypatch, nc, kill_after_saves=3)
     assert [(x["name"], x["epoch"]) for x in log] == [("neural_cleanse", 3)]
     assert resumed == reference and reference["epochs"] > 3
+
+
+def test_gc_removes_checkpoints_of_stored_cells_only(tmp_path, capsys):
+    from naspoison.cli import main
+
+    store = ResultStore(tmp_path / "store")
+    spec = {"stage": "train", "version": "1", "params": {"x": 1}, "upstream": {}}
+    store.put(spec, {"test_acc": 0.5})
+    art = ArtifactCache(tmp_path / "art")
+    stored, running = f"ckpt/train/{content_key(spec)}/0", f"ckpt/train/{'r' * 64}/0"
+    art.put(stored, b"x")
+    art.put(running, b"y")
+    art.close()
+    args = ["gc", "--store", str(tmp_path / "store"), "--artifacts", str(tmp_path / "art")]
+    assert main([*args, "--dry-run"]) == 0 and "would remove checkpoint of a stored cell" in capsys.readouterr().out
+    assert sorted(checkpoint.keys(ArtifactCache(tmp_path / "art"))) == sorted([stored, running])
+    assert main(args) == 0
+    assert checkpoint.keys(ArtifactCache(tmp_path / "art")) == [running]  # a cell still being computed keeps its own
