@@ -454,7 +454,10 @@ def _verify_recompute(args) -> int:
     counts = {v: sum(o.verdict == v for o in outcomes) for v in ("identical", "within tolerance", "DIFFERS", "FAILED")}
     print(f"verify --recompute: {len(outcomes)} cells recomputed: " + ", ".join(f"{v} {k}" for k, v in counts.items())
           + (f"; {skipped} incomplete trials not considered" if skipped else "")
-          + (" — FAILED (a result changed without a stage-version bump?)" if bad else " — ok" if outcomes else " — nothing to recompute"))
+          + (" — FAILED (a result changed without a stage-version bump"
+             + ("?)" if all(o.mode == "exact" for o in bad) else ", or another platform: see the provenance; "
+                "`naspoison compare` says whether table rows differ beyond seed noise)") if bad
+             else " — ok" if outcomes else " — nothing to recompute"))
     return 1 if bad or not outcomes else 0
 
 
