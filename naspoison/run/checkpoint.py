@@ -232,7 +232,7 @@ class Loop:
             cell.entered += 1
 
     def _payload(self, state: dict) -> dict:
-        return {"name": self.name, "state": state, "rng": rng_state(),
+        return {"name": self.name, "state": state, "rng": rng_state(), "history": self.cell.log["resumed"],
                 "generators": [g.get_state() for g in self.generators],
                 "modules": [m.state_dict() for m in self.modules],
                 "optimizers": [o.state_dict() for o in self.optimizers],
@@ -259,8 +259,9 @@ class Loop:
         for g, s in zip(self.generators, p["generators"], strict=True):
             g.set_state(s)
         set_rng_state(p["rng"])
-        self.cell.log["resumed"].append({"loop": int(self.key.rsplit("/", 1)[1]), "name": self.name,
-                                         "epoch": p["state"].get("epoch")})
+        log = self.cell.log["resumed"]
+        log += [h for h in p.get("history", []) if h not in log]  # resumes of earlier runs (requeues), in order
+        log.append({"loop": int(self.key.rsplit("/", 1)[1]), "name": self.name, "epoch": p["state"].get("epoch")})
         return p["state"]
 
     def save_if_due(self, state: Callable[[], dict], final: bool = False) -> bool:
