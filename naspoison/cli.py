@@ -3,7 +3,7 @@
   naspoison bench SUITE [--profile P] [--only EXPR] [--plan] [--check] [--shard i/N] [--devices ...]
                   [--executor processes|slurm|submitit-local --tasks N --slurm-* ... --no-wait]
   naspoison report [SUITE --profile P | --trials CSV] [--out DIR]
-  naspoison verify | merge SRC... | gc [--dry-run] | ls
+  naspoison verify [--recompute N] | compare A B | merge SRC... | gc [--dry-run] | ls
   naspoison draw [SUITE --profile P] [--genotype G] [--arch A] [--out DIR]
 Exit status: 0 ok, 1 failed cells or failed check, 2 bad input (suite, arguments).
 """
