@@ -133,10 +133,11 @@ def _cell_settings(args) -> None:
     for value, env, check in ((args.checkpoint_every, checkpoint.EVERY_ENV, checkpoint.interval),
                               (args.cell_threads, stages.THREADS_ENV, stages.cell_threads)):
         if value is not None:
-            os.environ[env] = str(value)
+            old, os.environ[env] = os.environ.get(env), str(value)
             try:
                 check()
             except ValueError as e:
+                os.environ.pop(env) if old is None else os.environ.__setitem__(env, old)
                 raise UsageError(str(e)) from None
 
 
