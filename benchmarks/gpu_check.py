@@ -581,7 +581,6 @@ def evas_numerics(ctx: dict, dev, modes, part: Part) -> dict:
     """The Evas score (median κ of the trigger NTK over inits) through the product's Scorer on the device (fp32)
     against the same models, generators and batch in float64 on the CPU."""
     import numpy as np
-    import torch
 
     from naspoison.backdoor import TriggerGenerator
     from naspoison.backdoor.score import trigger_ntk_cond

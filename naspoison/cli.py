@@ -3,7 +3,7 @@
   naspoison bench SUITE [--profile P] [--only EXPR] [--plan] [--check] [--shard i/N] [--devices ...]
                   [--executor processes|slurm|submitit-local --tasks N --slurm-* ... --no-wait]
   naspoison report [SUITE --profile P | --trials CSV] [--out DIR]
-  naspoison verify | merge SRC... | gc [--dry-run] | ls
+  naspoison verify [--recompute N] | compare A B | merge SRC... | gc [--dry-run] | ls
   naspoison draw [SUITE --profile P] [--genotype G] [--arch A] [--out DIR]
 Exit status: 0 ok, 1 failed cells, failed check or an unusable store/disk, 2 bad input (suite, data file,
 arguments, devices), 130 interrupted, 141 output closed (``| head``).
@@ -151,6 +151,7 @@ def cmd_bench(args) -> int:
         from naspoison.train import COMPILE_ENV
 
         os.environ[COMPILE_ENV] = args.compile  # inherited by worker processes and submitit tasks
+    _cell_settings(args)
     if args.executor != "processes":
         if args.tasks < 1:
             raise UsageError("--tasks must be at least 1")
@@ -166,6 +167,24 @@ def cmd_bench(args) -> int:
         summary = run_parallel(trials, store, artifacts, devices, progress.emit)
     artifacts.close()
     return _finish(args, trials, summary, store, con, t0)
+
+
+def _cell_settings(args) -> None:
+    """--checkpoint-every, --cell-threads: machine settings (part of no key), passed to every worker and task
+    through the environment."""
+    import os
+
+    from naspoison.run import checkpoint, stages
+
+    for value, env, check in ((args.checkpoint_every, checkpoint.EVERY_ENV, checkpoint.interval),
+                              (args.cell_threads, stages.THREADS_ENV, stages.cell_threads)):
+        if value is not None:
+            old, os.environ[env] = os.environ.get(env), str(value)
+            try:
+                check()
+            except ValueError as e:
+                os.environ.pop(env) if old is None else os.environ.__setitem__(env, old)
+                raise UsageError(str(e)) from None
 
 
 def _finish(args, trials, summary, store: ResultStore, con, t0: float) -> int:
@@ -198,6 +217,8 @@ def _bench_submitit(args, suite: Suite, trials, store: ResultStore) -> int:
                                    "gpus_per_task": args.slurm_gpus, "cpus_per_task": args.slurm_cpus,
                                    "mem_gb": args.slurm_mem}.items() if v is not None}
     resources = resources.model_copy(update=overrides).model_dump()
+    if args.slurm_signal_delay is not None:
+        resources["signal_delay_s"] = args.slurm_signal_delay
     missing = [t for t in trials if not _trial_stored(t, store)]
     con = _console()
     if not missing:
@@ -475,6 +496,8 @@ def cmd_report(args) -> int:
 
 # ----------------------------------------------------------------------------- store upkeep
 def cmd_verify(args) -> int:
+    if args.recompute is not None:
+        return _verify_recompute(args)
     store = _existing_store(args.store)
     n, bad, legacy = 0, [], 0
     for path in store.iter_files():
@@ -490,6 +513,68 @@ def cmd_verify(args) -> int:
           + ("; digests catch accidental edits, not a forger: `verify --recompute` checks results by recomputing"
              if n else f"; {store.root} holds no results"))
     return 1 if bad or n == 0 else 0
+
+
+def _verify_recompute(args) -> int:
+    """verify --recompute N: the logic is in naspoison.run.recompute."""
+    import os
+
+    from naspoison.run import recompute, stages
+
+    if args.recompute < 1:
+        raise UsageError("--recompute N needs N >= 1")
+    if args.cell_threads is not None:
+        if args.cell_threads < 1:
+            raise UsageError("--cell-threads must be at least 1")
+        os.environ[stages.THREADS_ENV] = str(args.cell_threads)
+    _, trials, _ = _load(args)
+    store = ResultStore(args.store, read_only=True)
+    wanted = {s.strip() for s in args.stages.split(",")} if args.stages else None
+    if wanted and not wanted <= set(stages.VERSIONS):
+        raise UsageError(f"--stages {args.stages!r}: stages are {', '.join(sorted(stages.VERSIONS))}")
+    outcomes, skipped = recompute.recompute(trials, store, args.recompute, device=args.device, sample=args.sample,
+                                            seed=args.seed, stages=wanted, exact=args.exact, rtol=args.rtol,
+                                            atol=args.atol, scratch=args.scratch, keep=bool(args.scratch))
+    bad = [o for o in outcomes if not o.ok]
+    counts = {v: sum(o.verdict == v for o in outcomes) for v in ("identical", "within tolerance", "DIFFERS", "FAILED")}
+    print(f"verify --recompute: {len(outcomes)} cells recomputed: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+          + (f"; {skipped} incomplete trials not considered" if skipped else "")
+          + (" — FAILED (a result changed without a stage-version bump"
+             + ("?)" if all(o.mode == "exact" for o in bad) else ", or another platform: see the provenance; "
+                "`naspoison compare` says whether table rows differ beyond seed noise)") if bad
+             else " — ok" if outcomes else " — nothing to recompute"))
+    return 1 if bad or not outcomes else 0
+
+
+def cmd_compare(args) -> int:
+    """compare A B: two report.json files or two stores (with SUITE --profile); logic in naspoison.report.compare."""
+    from naspoison.report import compare
+
+    def report_of(x: str) -> dict:
+        p = Path(x)
+        if p.is_file():
+            try:
+                return json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise UsageError(f"{x}: not a report.json ({e})") from None
+        if not p.is_dir():
+            raise UsageError(f"{x}: neither a report.json nor a store directory")
+        _, trials, _ = _load(args)
+        col, report = _report_for(trials, ResultStore(p, read_only=True))
+        if col.missing or col.corrupt:
+            print(f"note: {x}: {len(col.missing)} cells missing, {len(col.corrupt)} corrupt (rows use what is stored)")
+        return report
+
+    if not 0 < args.alpha < 1:
+        raise UsageError("--alpha must lie in (0, 1)")
+    result = compare.compare(report_of(args.a), report_of(args.b), args.alpha)
+    if not result["rows"]:
+        raise UsageError("no row in common between A and B")
+    print(compare.to_text(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 1 if result["beyond_noise"] or result["mark_flips"] else 0
 
 
 def cmd_ls(args) -> int:
@@ -568,6 +653,7 @@ def cmd_gc(args) -> int:
             print(f"{'would remove' if args.dry_run else 'removed'} {label}: {p}")
             if not args.dry_run:
                 p.unlink(missing_ok=True)
+    _gc_checkpoints(args, store)
     if args.suite:
         from naspoison.report.collect import collect
         from naspoison.suite.expand import expand
@@ -582,6 +668,20 @@ def cmd_gc(args) -> int:
             if path.stem not in referenced:
                 print(f"unreferenced (kept; results are never evicted): {path}")
     return 0
+
+
+def _gc_checkpoints(args, store: ResultStore) -> None:
+    """In-cell checkpoints of cells already stored (killed between storing and removing them)."""
+    from naspoison.run import checkpoint
+
+    artifacts = ArtifactCache(args.artifacts)
+    try:
+        for k in checkpoint.orphans(artifacts, store):
+            print(f"{'would remove' if args.dry_run else 'removed'} checkpoint of a stored cell: {k}")
+            if not args.dry_run:
+                checkpoint.delete(artifacts, k)
+    finally:
+        artifacts.close()
 
 
 # ----------------------------------------------------------------------------- draw
@@ -699,6 +799,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--slurm-gpus", type=int, help="GPUs per task")
     b.add_argument("--slurm-cpus", type=int, help="CPUs per task")
     b.add_argument("--slurm-mem", type=int, help="GB per task")
+    b.add_argument("--slurm-signal-delay", type=int, metavar="SECONDS",
+                   help="the time-limit signal (checkpoint and requeue) comes this long before the limit")
+    b.add_argument("--checkpoint-every", metavar="SECONDS",
+                   help="long loops save their state this often (default 600; 0: every epoch; off); not part of any key")
+    b.add_argument("--cell-threads", type=int, metavar="N",
+                   help="intra-op threads of every cell whatever --workers (default 1); results depend on it")
     b.add_argument("--no-wait", action="store_true", help="submit and return; rerun the command to collect")
     b.add_argument("--artifacts", help="artifact cache directory (default: $NASPOISON_ARTIFACTS or ~/.cache/naspoison/artifacts)")
     b.add_argument("--reports", default=DEFAULT_REPORTS, help="where reports are written / compared (default: reports)")
@@ -714,9 +820,32 @@ def build_parser() -> argparse.ArgumentParser:
     store_opt(r)
     r.set_defaults(fn=cmd_report)
 
-    v = sub.add_parser("verify", help="re-hash every result file; list corrupt ones")
+    v = sub.add_parser("verify", help="re-hash every result file; list corrupt ones (--recompute N: recompute and compare)")
+    v.add_argument("--recompute", type=int, metavar="N", help="recompute N stored cells (cheapest first) into a "
+                   "scratch store and compare: identical on the same platform, else within --rtol/--atol")
+    v.add_argument("--suite", default="suite.yaml", help="with --recompute: the suite (default suite.yaml)")
+    v.add_argument("--profile", default="demo")
+    v.add_argument("--only", help="with --recompute: cells of these trials only (as bench --only)")
+    v.add_argument("--stages", help="with --recompute: only cells of these stages, e.g. train,poison")
+    v.add_argument("--sample", action="store_true", help="a seeded random sample instead of the cheapest cells")
+    v.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    v.add_argument("--exact", action="store_true", help="require identical results even across platforms")
+    v.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance across platforms (default 1e-6)")
+    v.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance across platforms (default 1e-9)")
+    v.add_argument("--scratch", help="keep the recomputed cells in this folder (a store and artifacts)")
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--cell-threads", type=int, metavar="N", help="intra-op threads of the recomputation")
     store_opt(v)
     v.set_defaults(fn=cmd_verify)
+    c = sub.add_parser("compare", help="two reproductions (report.json files or stores) row by row: within seed noise?")
+    c.add_argument("a", help="report.json or store directory (the reference)")
+    c.add_argument("b", help="report.json or store directory (the reproduction)")
+    c.add_argument("--suite", default="suite.yaml", help="for store arguments: the suite (default suite.yaml)")
+    c.add_argument("--profile", default="demo")
+    c.add_argument("--only", help="for store arguments: rows of these trials only (as bench --only)")
+    c.add_argument("--alpha", type=float, default=0.05, help="BH level (default 0.05)")
+    c.add_argument("--json", help="also write the comparison here")
+    c.set_defaults(fn=cmd_compare)
     m = sub.add_parser("merge", help="union other stores' results into this one")
     m.add_argument("sources", nargs="+", help="other stores (folders) whose results to add")
     store_opt(m)
@@ -724,6 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gc", help="remove temporary files, stale locks and stale failures")
     g.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     g.add_argument("--suite", help="also list results no profile of this suite references")
+    g.add_argument("--artifacts", help="artifact cache whose orphaned checkpoints go (default: $NASPOISON_ARTIFACTS)")
     store_opt(g)
     g.set_defaults(fn=cmd_gc)
     ls = sub.add_parser("ls", help="count results per stage")

@@ -18,6 +18,7 @@ from torch import nn
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats, cutout
 from naspoison.data.datasets import ImageData
+from naspoison.run import checkpoint
 from naspoison.spaces.darts import EvalNetwork, Genotype, count_parameters
 
 
@@ -150,7 +151,10 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
     curves: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "test_acc": [], "lr": []}
     n = len(train)
     steps = math.ceil(n / recipe.batch_size)
-    for epoch in range(recipe.epochs):
+    ck = checkpoint.loop("fit", [model], [opt], [sched], [gen])
+    start = ck.resume({"epoch": 0, "curves": curves})
+    curves = start["curves"]
+    for epoch in range(start["epoch"], recipe.epochs):
         model.train()
         model.drop_path_prob = recipe.drop_path_prob * epoch / recipe.epochs
         perm = torch.randperm(n, generator=gen, device=device)
@@ -181,6 +185,7 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {curves['train_loss'][-1]}")
         if on_epoch:
             on_epoch(epoch, {k: v[-1] for k, v in curves.items()})
+        ck.save_if_due(lambda e=epoch: {"epoch": e + 1, "curves": curves}, final=epoch + 1 == recipe.epochs)
     return {
         "test_acc": curves["test_acc"][-1],  # final epoch, by design
         "curves": curves,

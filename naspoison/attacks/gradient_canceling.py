@@ -39,6 +39,7 @@ from naspoison.attacks.base import AttackContext, Poison, choose_indices
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.augment import DeviceImages, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.run import checkpoint
 
 Normalise = Callable[[torch.Tensor], torch.Tensor]  # [0,1] float images -> model input
 
@@ -254,7 +255,12 @@ def _cancel(model: nn.Module, params: list[nn.Parameter], data: ImageData, budge
     delta = torch.zeros_like(x0, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=p.lr)
     curve = []
-    for s in range(p.steps):
+    ck = checkpoint.loop("gc_steps", optimizers=[opt])
+    state = ck.resume({"epoch": 0, "curve": curve, "delta": delta.detach()})
+    curve = state["curve"]
+    with torch.no_grad():
+        delta.copy_(state["delta"])
+    for s in range(state["epoch"], p.steps):
         images = x0 + delta.detach()
         r, obj = residual_at(images)
         curve.append(obj)
@@ -267,6 +273,7 @@ def _cancel(model: nn.Module, params: list[nn.Parameter], data: ImageData, budge
             delta.copy_((x0 + delta).clamp_(0, 1) - x0)
         if s == 0 or (s + 1) % max(1, p.steps // 10) == 0:
             log(f"GC step {s + 1}/{p.steps}: objective {obj:.4g}")
+        ck.save_if_due(lambda s=s: {"epoch": s + 1, "curve": curve, "delta": delta.detach()}, final=s + 1 == p.steps)
 
     # the bound in integer pixel space, so rounding to uint8 cannot exceed it
     bound = int(np.floor(p.epsilon * 255 + 1e-9))

@@ -45,6 +45,7 @@ from torch import nn
 from naspoison.backdoor.generator import TriggerGenerator
 from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.run import checkpoint
 from naspoison.train import evaluate, seed_everything
 
 
@@ -158,7 +159,10 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
     curves: dict[str, list[float]] = {"mask_loss": [], "mask_density": [], "pattern_loss": [], "pattern_asr": []}
     try:
         opt, sched = _adam(g.mask_net.parameters(), recipe, recipe.mask_epochs)
-        for epoch in range(recipe.mask_epochs):
+        ck = checkpoint.loop("generator_mask", [g], [opt], [sched] if sched is not None else [], generators=[rng])
+        start = ck.resume({"epoch": 0, "curves": curves})
+        curves = start["curves"]
+        for epoch in range(start["epoch"], recipe.mask_epochs):
             g.mask_net.train()
             p1, p2 = torch.randperm(n, generator=rng, device=device), torch.randperm(n, generator=rng, device=device)
             tot = dens = 0.0
@@ -178,12 +182,16 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
             curves["mask_density"].append(dens / steps)
             if on_epoch:
                 on_epoch("mask", epoch, {"loss": tot / steps, "density": dens / steps})
+            ck.save_if_due(lambda e=epoch: {"epoch": e + 1, "curves": curves}, final=epoch + 1 == recipe.mask_epochs)
         g.mask_net.eval()
         for p in g.mask_net.parameters():
             p.requires_grad_(False)
         opt, sched = _adam(g.pattern_net.parameters(), recipe, recipe.pattern_epochs)
         target = torch.full((n_bd,), recipe.target, dtype=torch.long, device=device)
-        for epoch in range(recipe.pattern_epochs):
+        ck = checkpoint.loop("generator_pattern", [g], [opt], [sched] if sched is not None else [], generators=[rng])
+        start = ck.resume({"epoch": 0, "curves": curves})
+        curves = start["curves"]
+        for epoch in range(start["epoch"], recipe.pattern_epochs):
             g.pattern_net.train()
             p1, p2 = torch.randperm(n, generator=rng, device=device), torch.randperm(n, generator=rng, device=device)
             tot = hits = 0.0
@@ -214,6 +222,7 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
                 raise FloatingPointError(f"generator training diverged at pattern epoch {epoch}")
             if on_epoch:
                 on_epoch("pattern", epoch, {"loss": tot / steps, "train_asr": hits / steps})
+            ck.save_if_due(lambda e=epoch: {"epoch": e + 1, "curves": curves}, final=epoch + 1 == recipe.pattern_epochs)
     finally:
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)

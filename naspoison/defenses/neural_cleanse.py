@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from naspoison.defenses.base import Suspect
+from naspoison.run import checkpoint
 
 
 class NeuralCleanseParams(BaseModel):
@@ -148,8 +149,17 @@ def _optimise(s, p, x_all, a, b, opt, gen, targets, cost, cost_set, up, down, be
               best_mask, stale, active, log) -> int:
     k, (c, h, w) = len(targets), x_all.shape[1:]
     ref = {"es_best": [math.inf] * k, "set_count": [0] * k, "raised": [False] * k, "lowered": [False] * k}
-    epoch = 0
-    for epoch in range(p.epochs):
+    # updated in place, so restored in place (the reference schedule's state too)
+    lists = [cost_set, up, down, best_l1, best_any, best_ok, stale, *ref.values()]
+    ck = checkpoint.loop("neural_cleanse", optimizers=[opt], generators=[gen])
+    st = ck.resume({"epoch": 0, "tensors": [a.detach(), b.detach(), cost, best_mask, active], "lists": lists})
+    with torch.no_grad():
+        for t, v in zip([a, b, cost, best_mask, active], st["tensors"], strict=True):
+            t.copy_(v)
+    for lst, v in zip(lists, st["lists"], strict=True):
+        lst[:] = v
+    epoch = st["epoch"] - 1 if st["epoch"] else 0
+    for epoch in range(st["epoch"], p.epochs if bool(active.any()) else 0):
         perm = torch.randperm(len(x_all), generator=gen)
         hits = torch.zeros(k, device=s.device)
         seen = 0
@@ -216,6 +226,8 @@ def _optimise(s, p, x_all, a, b, opt, gen, targets, cost, cost_set, up, down, be
                 down[j] = 0
         if (epoch + 1) % 10 == 0:
             log(f"neural cleanse epoch {epoch + 1}: success {np.round(rate, 2).tolist()} L1 {np.round(l1_epoch, 1).tolist()}")
+        ck.save_if_due(lambda e=epoch: {"epoch": e + 1, "tensors": [a.detach(), b.detach(), cost, best_mask, active],
+                                        "lists": lists}, final=epoch + 1 == p.epochs or not bool(active.any()))
         if not bool(active.any()):
             break
     return epoch

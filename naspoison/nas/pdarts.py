@@ -33,6 +33,7 @@ from torch import nn
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.run import checkpoint
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
 from naspoison.spaces.darts_supernet import SuperNetwork
 from naspoison.train import Precision, autocast_for, seed_everything
@@ -271,7 +272,11 @@ def _train_stage(model: SuperNetwork, weights_half: DeviceImages, alpha_half: De
         x = half.normalise(augment(half.x[idx], gen, p.crop_padding, p.flip))  # both halves augmented, as in search
         return x, half.y[idx]
 
-    for epoch in range(p.epochs):
+    ck = checkpoint.loop("pdarts_stage", [model], [opt_w, opt_a], [sched], [gen])
+    state = ck.resume({"epoch": 0, "curves": curves, "cycle": [alpha_batches.perm, alpha_batches.pos]})
+    curves, (alpha_batches.perm, alpha_batches.pos) = state["curves"], state["cycle"]
+    alpha_batches.perm = None if alpha_batches.perm is None else alpha_batches.perm.to(device)
+    for epoch in range(state["epoch"], p.epochs):
         t0 = time.perf_counter()
         drop = skip_dropout_rate(rate, epoch, p.epochs, p.warmup_epochs, p.dropout_decay)
         model.set_skip_dropout(drop)
@@ -314,6 +319,8 @@ def _train_stage(model: SuperNetwork, weights_half: DeviceImages, alpha_half: De
         if not math.isfinite(curves["train_loss"][-1]):
             raise FloatingPointError(f"P-DARTS diverged at epoch {epoch}: loss {curves['train_loss'][-1]}")
         report({"epoch": epoch, "seconds": time.perf_counter() - t0, **{k: v[-1] for k, v in curves.items()}})
+        ck.save_if_due(lambda e=epoch: {"epoch": e + 1, "curves": curves, "cycle": [alpha_batches.perm, alpha_batches.pos]},
+                       final=epoch + 1 == p.epochs)
     return curves
 
 

@@ -4,13 +4,14 @@ share one store without a coordinator; a rerun computes only what is missing.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from naspoison.run import stages
+from naspoison.run import checkpoint, stages
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
 from naspoison.suite.expand import EvasTrial, SensitivityTrial, Trial
 
@@ -59,6 +60,7 @@ def _ensure(store: ResultStore, spec: dict, compute: Callable[[str], dict], devi
 def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
               emit: Callable[[Event], None], summary: RunSummary) -> None:
     ds, label = trial.dataset, trial.label
+    checkpoint.bind(artifacts)  # long loops of this trial's cells checkpoint here
 
     def log(message: str) -> None:
         emit({"kind": "log", "label": label, "message": message})
@@ -210,6 +212,8 @@ def _worker(args) -> RunSummary:
 
     trials, store_root, artifact_dir, device, threads, tasks, events, poll = args
     torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # only possible before any inter-op work; the cells' bits do not need it
+        torch.set_num_interop_threads(threads)
     store = ResultStore(store_root)
     artifacts = ArtifactCache(artifact_dir)
     summary = RunSummary()
@@ -233,8 +237,7 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
     if len(devices) == 1:
         return run_trials(trials, store, artifacts, devices[0], emit, poll)
     ctx = mp.get_context("spawn")
-    n_cpu = sum(d == "cpu" for d in devices)
-    threads = max(1, (os.cpu_count() or 1) // max(1, n_cpu))
+    threads = stages.cell_threads()  # not cores // workers: a result must not depend on --workers
     from multiprocessing.managers import SyncManager
 
     manager = SyncManager(ctx=ctx)

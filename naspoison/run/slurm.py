@@ -16,6 +16,9 @@ from naspoison.store import ArtifactCache, ResultStore
 from naspoison.suite.expand import Trial, shard
 
 
+MAX_REQUEUES = 50
+
+
 def groups(trials: list[Trial], n: int) -> list[list[Trial]]:
     """Task i runs what ``--shard i/N`` would: every N-th trial, a mix of cheap and costly ones."""
     return [g for g in (shard(trials, f"{i}/{n}") for i in range(n)) if g]
@@ -37,6 +40,29 @@ def run_group(trials: list[Trial], store_root: str, artifact_dir: str, poll: flo
             "device": ",".join(devices)}
 
 
+class GroupTask:
+    """What each array task runs (:func:`run_group`), checkpointable the submitit way: on the time-limit or
+    preemption signal (USR2, ``signal_delay_s`` before the limit) submitit calls :meth:`checkpoint`, which
+    writes the running cell's state at its last epoch boundary to the artifact cache and returns the same
+    task for requeueing; the requeued task skips the stored cells and resumes that one. Cells run by extra
+    worker processes (several GPUs per task) lose at most the checkpoint interval."""
+
+    def __call__(self, trials: list[Trial], store_root: str, artifact_dir: str, poll: float = 5.0) -> dict:
+        from naspoison.run import checkpoint
+
+        checkpoint.keep_snapshots(True)
+        return run_group(trials, store_root, artifact_dir, poll)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        from naspoison.run import checkpoint
+
+        if checkpoint.save_snapshot_now():
+            print("checkpointed the running cell at its last epoch boundary before the requeue", flush=True)
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
 def _line(e: dict) -> str:
     if e["kind"] == "log":
         return f"{e['label']}: {e['message']}"
@@ -50,9 +76,15 @@ def executor(cluster: str, folder: Path, resources: dict, n_tasks: int):
         import submitit
     except ImportError as e:  # an optional extra
         raise RuntimeError("--executor slurm needs submitit: pip install 'naspoison[slurm]'") from e
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    # a requeue after each time limit: a 24-hour cell under a 4-hour limit needs six, so allow plenty
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster, **{f"{cluster}_max_num_timeout": MAX_REQUEUES})
     ex.update_parameters(name="naspoison", timeout_min=resources["time_min"], cpus_per_task=resources["cpus_per_task"],
                          mem_gb=resources["mem_gb"], gpus_per_node=resources["gpus_per_task"], tasks_per_node=1, nodes=1)
+    if resources.get("signal_delay_s"):  # how long before the limit the checkpoint signal comes
+        if cluster == "slurm":
+            ex.update_parameters(slurm_signal_delay_s=resources["signal_delay_s"])
+        else:  # AutoExecutor does not pass it on to the local executor
+            ex._executor.update_parameters(signal_delay_s=resources["signal_delay_s"])
     if cluster == "slurm":
         extra = {"slurm_array_parallelism": resources.get("array_parallelism") or n_tasks,
                  "slurm_additional_parameters": dict(resources.get("additional") or {})}
@@ -69,7 +101,7 @@ def submit(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache, n_
     folder = folder or store.root / ".slurm" / "%j"
     ex = executor(cluster, folder, resources, len(parts))
     root, adir = str(store.root), str(artifacts.directory)
-    return ex.map_array(run_group, parts, [root] * len(parts), [adir] * len(parts))
+    return ex.map_array(GroupTask(), parts, [root] * len(parts), [adir] * len(parts))
 
 
 def wait(jobs: list, emit: Callable[[str], None], poll: float = 10.0) -> RunSummary:

@@ -381,19 +381,88 @@ def _static_provenance() -> dict:
             "numpy": np.__version__, "python": platform.python_version(), "host": socket.gethostname()}
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def _hardware() -> dict:
+    import torch
+
+    return {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
+
+
+def _numerics(device: str) -> dict:
+    """What decides the bits besides the code and the key: threads, GPU, determinism flags, precision."""
+    import torch
+
+    gpu = None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(torch.device(device))
+    return {**_hardware(), "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+            "gpu": gpu, "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic, "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            # naspoison.train.autocast_for: bf16 autocast on CUDA, plain fp32 on the CPU
+            "autocast": "bfloat16" if device.startswith("cuda") else "float32"}
+
+
 def provenance(device: str, start: float, end: float) -> dict:
-    return {**_static_provenance(), "device": device, "start": start, "end": end,
+    return {**_static_provenance(), **_numerics(device), "device": device, "start": start, "end": end,
             "wall_seconds": round(end - start, 3), "pid": os.getpid()}
+
+
+THREADS_ENV = "NASPOISON_CELL_THREADS"
+
+
+def cell_threads() -> int:
+    """Intra-op threads every cell runs with, whatever the worker count (``$NASPOISON_CELL_THREADS``, default 1):
+    CPU float reductions depend on it, so a result must not depend on how many workers were asked for."""
+    raw = os.environ.get(THREADS_ENV, "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"${THREADS_ENV}={raw!r}: a positive integer") from None
+    if n < 1:
+        raise ValueError(f"${THREADS_ENV}={raw!r}: a positive integer")
+    return n
 
 
 def run_stage(store: ResultStore, spec: dict, compute, device: str) -> dict:
     """Compute a cell on ``device`` and store it with its provenance; returns the stored result. The digests of
-    the artifacts the cell made (keys holding its own key) go into its provenance: every later load checks them."""
-    start = time.time()
-    key = content_key(spec)
-    with recording() as written:
-        result, timings = split_timings(compute(device))  # wall times are provenance, not results
-    prov = provenance(device, start, time.time())
-    made = {k: d for k, d in sorted(written.items()) if key in k}
-    prov |= ({"artifacts": made} if made else {}) | ({"timings": timings} if timings else {})
-    return store.put(spec, result, prov).result
+    the artifacts the cell made (keys holding its own key) go into its provenance: every later load checks them.
+    Long loops inside checkpoint to the artifact cache (naspoison.run.checkpoint); the checkpoints go once the
+    cell is stored."""
+    import torch
+
+    from naspoison.run import checkpoint
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(cell_threads())
+    try:
+        start = time.time()
+        key = content_key(spec)
+        with checkpoint.cell(spec, key) as ck:
+            with recording() as written:
+                result, timings = split_timings(compute(device))  # wall times are provenance, not results
+            prov = provenance(device, start, time.time())
+            # checkpoints are the cell's scratch state, removed below: not artifacts later loads check
+            made = {k: d for k, d in sorted(written.items()) if key in k and not k.startswith(checkpoint.PREFIX)}
+            prov |= ({"artifacts": made} if made else {}) | ({"timings": timings} if timings else {})
+            if ck is not None:
+                prov["checkpoint"] = {"every_seconds": ck.every, **ck.log}
+            rec = store.put(spec, result, prov)
+            if ck is not None:
+                ck.discard()
+        return rec.result
+    finally:
+        torch.set_num_threads(before)
