@@ -15,9 +15,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, canonical_json, content_key
-from naspoison.suite import Suite, SuiteError
+from naspoison.suite import SuiteError  # torch-free; Suite (the schema) is imported where a suite is read
+
+if TYPE_CHECKING:
+    from naspoison.suite import Suite
 
 DEFAULT_STORE = "cache"
 DEFAULT_REPORTS = "reports"
@@ -34,6 +38,7 @@ def _console():
 
 
 def _load(args) -> tuple[Suite, list, list[str]]:
+    from naspoison.suite import Suite
     from naspoison.suite.expand import expand, select, shard
 
     suite = Suite(args.suite)
@@ -183,11 +188,21 @@ def _devices(args) -> list[str]:
         import torch
 
         n = torch.cuda.device_count()
-        devices = [f"cuda:{i}" for i in range(n)] if n else ["cpu"] * max(1, args.workers)
+        devices = [f"cuda:{i}" for i in range(n)] if n else ["cpu"] * max(1, args.workers or _usable_cores())
     for d in devices:
         if not (d == "cpu" or d.startswith("cuda")):
             raise UsageError(f"--devices entry {d!r} is not cpu or cuda:N")
     return devices
+
+
+def _usable_cores() -> int:
+    """The default number of CPU workers: the cores this process may run on (not every core of the host)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class _Progress:
@@ -474,6 +489,8 @@ def cmd_gc(args) -> int:
         from naspoison.report.collect import collect
         from naspoison.suite.expand import expand
 
+        from naspoison.suite import Suite
+
         suite = Suite(args.suite)
         referenced: set[str] = set()
         for prof in suite.model.profiles:
@@ -563,7 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true", help="compute nothing; fail on missing/corrupt cells or a changed report")
     b.add_argument("--shard", help="i/N: run only every N-th trial from the i-th")
     b.add_argument("--devices", help="comma-separated, one worker each: cpu,cpu or cuda:0,cuda:1 (default: every GPU, else cpu)")
-    b.add_argument("--workers", type=int, default=1, help="CPU workers when --devices is not given")
+    b.add_argument("--workers", type=int, help="CPU workers when --devices is not given and there is no GPU "
+                   "(default: the number of usable cores)")
     b.add_argument("--executor", choices=("processes", "slurm", "submitit-local"), default="processes",
                    help="processes: workers on this machine (default); slurm: a submitit job array; "
                         "submitit-local: the same array as local processes (testing)")
