@@ -22,7 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
-VERSIONS = {"poison": "1", "search": "1", "train": "1", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1", "sanitize": "1"}
+VERSIONS = {"poison": "1", "search": "1", "train": "2", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1", "sanitize": "1"}
 SPACE = "darts"
 
 
@@ -226,7 +226,7 @@ def train_model(spec: dict, dataset: dict, device: str):
     p = spec["params"]
     data, recipe = load_dataset(dataset), Recipe.model_validate(p["recipe"])
     model = seeded_eval_network(Genotype.from_dict(p["genotype"]), data, recipe, p["seed"])
-    return model, fit(model, data, recipe, p["seed"], device)
+    return model, fit(model, data, recipe, p["seed"], device, test_every_epoch=False)
 
 
 def compute_train(spec: dict, dataset: dict, device: str, artifacts: ArtifactCache | None = None) -> dict:
