@@ -44,13 +44,14 @@ from torch import nn
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
-from naspoison.nas.metrics import kappa, linear_regions, ntk_gram, thin_network_kernels
+from naspoison.nas.metrics import kappa, linear_regions, ntk_gram, thin_network_kernels, train_mode
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
 from naspoison.spaces.darts_supernet import SuperNetwork
 from naspoison.train import seed_everything
 
 OPS = OP_NAMES[1:]  # `none` is removed from the start
 KINDS = ("normal", "reduce")
+CANDIDATES_PER_PASS = 16  # children of one parent whose κ is taken in one batched pass (a speed knob, not a key)
 
 
 class TENASParams(BaseModel):
@@ -153,6 +154,7 @@ class Probe:
                                     **proxy).to(device)
         self.lr_net = SuperNetwork(full, full, 1, 2, data.num_classes, in_channels=1, stem=False, **proxy).to(device)
         self.p, self.data, self.rng, self.device = p, data, rng, device
+        self._functional = False
         self.mean, self.std = stats if stats is not None else channel_stats(data.x_train)
 
     def new_repeat(self) -> None:
@@ -180,6 +182,51 @@ class Probe:
             k = kappa(ntk_gram(self.ntk_net, self.ntk_x))
         r = linear_regions(self.lr_net, self.lr_x, chunk=self.p.lr_batch_size)
         return k, r
+
+    def regions(self, alive: dict[str, np.ndarray]) -> float:
+        self.lr_net.set_alive(alive["normal"], alive["reduce"])
+        return linear_regions(self.lr_net, self.lr_x, chunk=self.p.lr_batch_size)
+
+    def child_kappas(self, parent: dict[str, np.ndarray], removed: list[tuple]) -> list[float]:
+        """κ of each child of ``parent`` that lacks one op (kind, edge, op), the edge keeping at least one:
+        the same number :meth:`measure` gives (equal up to float rounding, ~1e-7 relative), with
+        ``CANDIDATES_PER_PASS`` children per pass. The network computes the parent's ops; each child's
+        alphas give its removed op weight exactly 0 (so it adds exact zeros and its weights get zero
+        gradient columns, which leave the Gram unchanged) and spread the softmax over its own alive ops,
+        as ``set_alive`` does. One batched forward and backward (``torch.func``: vmap over the children,
+        jacrev over the samples) replaces a forward and ``batch_size`` backward passes per child: on
+        these thin proxies the time is per-op overhead, which the batch shares."""
+        from torch.func import functional_call, jacrev, vmap
+
+        net, x = self.ntk_net, self.ntk_x
+        net.set_alive(parent["normal"], parent["reduce"])
+        if not self._functional:  # BN in train mode reads batch statistics only; vmap cannot update running ones
+            torch.func.replace_all_batch_norm_modules_(net)
+            self._functional = True
+        names = [n for n, q in net.named_parameters() if n.rsplit(".", 1)[-1] == "weight" and q.requires_grad]
+        weights = {n: q.detach() for n, q in net.named_parameters() if n in names}
+        fixed = {n: q.detach() for n, q in net.named_parameters() if n not in names}
+
+        def summed_logits(w, a_normal, a_reduce):
+            return functional_call(net, {**fixed, **w, "alpha_normal": a_normal, "alpha_reduce": a_reduce}, (x,)).sum(1)
+
+        out: list[float] = []
+        for i in range(0, len(removed), CANDIDATES_PER_PASS):
+            alphas = {k: [] for k in KINDS}
+            for kind, e, o in removed[i:i + CANDIDATES_PER_PASS]:
+                if parent[kind][e].sum() < 2:
+                    raise ValueError(f"child_kappas: removing op {o} would leave {kind} edge {e} empty")
+                for k in KINDS:
+                    m = parent[k].copy()
+                    if k == kind:
+                        m[e, o] = False
+                    alphas[k].append(torch.where(torch.from_numpy(m), 0.0, float("-inf")))
+            a_n, a_r = (torch.stack(alphas[k]).to(self.device) for k in KINDS)
+            with train_mode(net), thin_network_kernels(self.device):
+                jac = vmap(jacrev(summed_logits), in_dims=(None, 0, 0))(weights, a_n, a_r)
+            j = torch.cat([jac[n].reshape(len(a_n), len(x), -1) for n in names], 2).double()
+            out += [kappa(g) for g in torch.bmm(j, j.transpose(1, 2))]
+        return out
 
 
 # ----------------------------------------------------------------------------- the search
@@ -237,14 +284,21 @@ class TENAS:
         d_ntk = np.zeros(len(cands))
         d_reg = np.zeros(len(cands))
         parents = []
+        # children whose edge keeps an op share the parent's κ pass (op rounds); removing an edge's last op
+        # (edge rounds: a handful of candidates) is measured one network at a time
+        batched = [i for i, (kind, e, _) in enumerate(cands) if alive[kind][e].sum() > 1]
         for _ in range(p.repeats):
             probe.new_repeat()
             k0, r0 = probe.measure(alive)
             parents.append([k0, r0])
+            kappas = dict(zip(batched, probe.child_kappas(alive, [cands[i] for i in batched])))
             for i, (kind, e, o) in enumerate(cands):
                 child = {k: v.copy() for k, v in alive.items()}
                 child[kind][e, o] = False
-                k1, r1 = probe.measure(child)
+                if i in kappas:
+                    k1, r1 = kappas[i], probe.regions(child)
+                else:
+                    k1, r1 = probe.measure(child)
                 d_ntk[i] += (k0 - k1) / k0 / p.repeats
                 d_reg[i] += (r0 - r1) / r0 / p.repeats
         ranks = rank_sum(d_ntk.tolist(), d_reg.tolist(), p.precision)
