@@ -85,9 +85,11 @@ def test_removing_an_op_is_a_mask_on_shared_weights():
 
 
 @pytest.mark.parametrize("init", ["reference", "kaiming"])
-def test_batched_child_kappas_equal_one_network_at_a_time(init):
-    """κ of many children in one batched pass = κ of each child network measured alone (masked), to float
-    rounding; parents with 7 and with 4 ops per edge, candidates of both cell types and several passes."""
+def test_batched_children_equal_one_network_at_a_time(init):
+    """κ and region counts of many children in batched passes = those of each child network measured alone
+    (masked), κ to float rounding; parents with 7 and with 4 ops per edge, candidates of both cell types,
+    several passes."""
+    torch.manual_seed(0)  # the initial weights (a singular NTK, κ capped at 1e12 for every child, would test nothing)
     data = tiny_data(n=60)
     p = TINY.model_copy(update={"init": init, "batch_size": 5})
     probe = Probe(data, p, np.random.default_rng(1), torch.device("cpu"))
@@ -101,19 +103,22 @@ def test_batched_child_kappas_equal_one_network_at_a_time(init):
     for parent in (full, four):
         cands = [(k, e, int(o)) for k in KINDS for e in range(len(EDGES)) for o in np.flatnonzero(parent[k][e])]
         cands = [cands[i] for i in sorted(rng.choice(len(cands), 20, replace=False))]  # > one pass of 16
-        batched = probe.child_kappas(parent, cands)
+        batched, batched_regions = probe.child_kappas(parent, cands), probe.child_regions(parent, cands)
         alone = []
         for kind, e, o in cands:
             child = {k: v.copy() for k, v in parent.items()}
             child[kind][e, o] = False
-            alone.append(probe.measure(child)[0])
-        assert batched == pytest.approx(alone, rel=1e-5)  # measured: at most 2e-6 (float32 Jacobians, other kernels)
-        assert len(set(alone)) > 1  # the children differ: the comparison is not of one number
+            alone.append(probe.measure(child))
+        assert batched == pytest.approx([k for k, _ in alone], rel=1e-5)  # measured: at most 2e-6 (float32, other kernels)
+        assert batched_regions == [r for _, r in alone]
+        assert len({k for k, _ in alone}) > 1  # the children differ: the comparison is not of one number
     one = {k: v.copy() for k, v in four.items()}
     one["normal"][0] = False
     one["normal"][0, 2] = True
     with pytest.raises(ValueError, match="empty"):
         probe.child_kappas(one, [("normal", 0, 2)])
+    with pytest.raises(ValueError, match="empty"):
+        probe.child_regions(one, [("normal", 0, 2)])
 
 
 def test_reference_init_keeps_weights_and_kaiming_redraws_them_per_repeat():

@@ -44,7 +44,7 @@ from torch import nn
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
-from naspoison.nas.metrics import kappa, linear_regions, ntk_gram, thin_network_kernels, train_mode
+from naspoison.nas.metrics import count_distinct_rows, kappa, linear_regions, ntk_gram, thin_network_kernels, train_mode
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
 from naspoison.spaces.darts_supernet import SuperNetwork
 from naspoison.train import seed_everything
@@ -154,7 +154,7 @@ class Probe:
                                     **proxy).to(device)
         self.lr_net = SuperNetwork(full, full, 1, 2, data.num_classes, in_channels=1, stem=False, **proxy).to(device)
         self.p, self.data, self.rng, self.device = p, data, rng, device
-        self._functional = False
+        self._functional = self._functional_lr = False
         self.mean, self.std = stats if stats is not None else channel_stats(data.x_train)
 
     def new_repeat(self) -> None:
@@ -187,6 +187,78 @@ class Probe:
         self.lr_net.set_alive(alive["normal"], alive["reduce"])
         return linear_regions(self.lr_net, self.lr_x, chunk=self.p.lr_batch_size)
 
+    def child_regions(self, parent: dict[str, np.ndarray], removed: list[tuple]) -> list[float]:
+        """Linear-region counts of each child of ``parent`` lacking one op (its edge keeping at least one), as
+        :meth:`regions` counts them, ``CANDIDATES_PER_PASS`` children per forward (vmap over their alphas,
+        BN statistics per child). The network computes the parent's ops; a child's removed op gets weight
+        exactly 0, and the ReLU units inside it — which the child network does not have — are set to a
+        constant column for that child, which leaves the number of distinct sign patterns unchanged."""
+        from torch.func import functional_call, vmap
+
+        net = self.lr_net
+        net.set_alive(parent["normal"], parent["reduce"])
+        if not self._functional_lr:
+            torch.func.replace_all_batch_norm_modules_(net)
+            self._functional_lr = True
+        owner: dict[int, tuple] = {}  # ReLU module -> the (kind, edge, op) it belongs to
+        for cell in net.cells:
+            kind = "reduce" if cell.reduction else "normal"
+            for e, edge in enumerate(cell.edges):
+                for o, op in enumerate(edge.ops):
+                    owner.update({id(m): (kind, e, o) for m in op.modules() if isinstance(m, nn.ReLU)})
+        feats: list[torch.Tensor] = []
+        fired: list[tuple | None] = []
+
+        def hook(module, inputs, output):
+            if output.dim() == 4:  # as activation_patterns: convolutional feature maps only
+                feats.append((output > 0).flatten(1))
+                fired.append(owner.get(id(module)))
+
+        fixed = {n: q.detach() for n, q in net.named_parameters() if not n.startswith("alpha_")}
+
+        def patterns(xb, a_normal, a_reduce):
+            feats.clear()
+            fired.clear()
+            functional_call(net, {**fixed, "alpha_normal": a_normal, "alpha_reduce": a_reduce}, (xb,))
+            return tuple(feats)
+
+        handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
+        out: list[float] = []
+        try:
+            for i in range(0, len(removed), CANDIDATES_PER_PASS):
+                group = removed[i:i + CANDIDATES_PER_PASS]
+                a_n, a_r = self._child_alphas(parent, group)
+                rows = []
+                with torch.no_grad(), train_mode(net):
+                    for j in range(0, len(self.lr_x), self.p.lr_batch_size):
+                        per_module = vmap(patterns, in_dims=(None, 0, 0))(self.lr_x[j:j + self.p.lr_batch_size], a_n, a_r)
+                        cols = []
+                        for f, who in zip(per_module, fired):
+                            if who is not None:  # the removed op's own units: a constant column for that child
+                                gone = torch.tensor([c == who for c in group], device=f.device)
+                                f = f & ~gone[:, None, None]
+                            cols.append(f)
+                        rows.append(torch.cat(cols, 2).cpu())
+                patterns_all = torch.cat(rows, 1).numpy()
+                out += [float(count_distinct_rows(p)) for p in patterns_all]
+        finally:
+            for h in handles:
+                h.remove()
+        return out
+
+    def _child_alphas(self, parent: dict[str, np.ndarray], group: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per child, alphas 0 on its alive ops and −inf elsewhere (set_alive's softmax weights)."""
+        alphas = {k: [] for k in KINDS}
+        for kind, e, o in group:
+            if parent[kind][e].sum() < 2:
+                raise ValueError(f"removing op {o} would leave {kind} edge {e} empty")
+            for k in KINDS:
+                m = parent[k].copy()
+                if k == kind:
+                    m[e, o] = False
+                alphas[k].append(torch.where(torch.from_numpy(m), 0.0, float("-inf")))
+        return tuple(torch.stack(alphas[k]).to(self.device) for k in KINDS)
+
     def child_kappas(self, parent: dict[str, np.ndarray], removed: list[tuple]) -> list[float]:
         """κ of each child of ``parent`` that lacks one op (kind, edge, op), the edge keeping at least one:
         the same number :meth:`measure` gives (equal up to float rounding, ~1e-7 relative), with
@@ -212,16 +284,7 @@ class Probe:
 
         out: list[float] = []
         for i in range(0, len(removed), CANDIDATES_PER_PASS):
-            alphas = {k: [] for k in KINDS}
-            for kind, e, o in removed[i:i + CANDIDATES_PER_PASS]:
-                if parent[kind][e].sum() < 2:
-                    raise ValueError(f"child_kappas: removing op {o} would leave {kind} edge {e} empty")
-                for k in KINDS:
-                    m = parent[k].copy()
-                    if k == kind:
-                        m[e, o] = False
-                    alphas[k].append(torch.where(torch.from_numpy(m), 0.0, float("-inf")))
-            a_n, a_r = (torch.stack(alphas[k]).to(self.device) for k in KINDS)
+            a_n, a_r = self._child_alphas(parent, removed[i:i + CANDIDATES_PER_PASS])
             with train_mode(net), thin_network_kernels(self.device):
                 jac = vmap(jacrev(summed_logits), in_dims=(None, 0, 0))(weights, a_n, a_r)
             j = torch.cat([jac[n].reshape(len(a_n), len(x), -1) for n in names], 2).double()
@@ -292,11 +355,12 @@ class TENAS:
             k0, r0 = probe.measure(alive)
             parents.append([k0, r0])
             kappas = dict(zip(batched, probe.child_kappas(alive, [cands[i] for i in batched])))
+            regions = dict(zip(batched, probe.child_regions(alive, [cands[i] for i in batched])))
             for i, (kind, e, o) in enumerate(cands):
                 child = {k: v.copy() for k, v in alive.items()}
                 child[kind][e, o] = False
                 if i in kappas:
-                    k1, r1 = kappas[i], probe.regions(child)
+                    k1, r1 = kappas[i], regions[i]
                 else:
                     k1, r1 = probe.measure(child)
                 d_ntk[i] += (k0 - k1) / k0 / p.repeats

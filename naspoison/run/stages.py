@@ -22,7 +22,7 @@ from naspoison.nas import ALGORITHMS
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_to_bytes
 
-VERSIONS = {"poison": "1", "search": "1", "train": "2", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1", "sanitize": "1"}
+VERSIONS = {"poison": "1", "search": "2", "train": "2", "evas_search": "1", "backdoor": "1", "scenario": "1", "evas_score": "1", "defense": "2", "metrics": "1", "sanitize": "1"}
 SPACE = "darts"
 
 
