@@ -85,10 +85,13 @@ def test_removing_an_op_is_a_mask_on_shared_weights():
 
 
 @pytest.mark.parametrize("init", ["reference", "kaiming"])
-def test_batched_children_equal_one_network_at_a_time(init):
+def test_batched_children_equal_one_network_at_a_time(init, monkeypatch):
     """κ and region counts of many children in batched passes = those of each child network measured alone
     (masked), κ to float rounding; parents with 7 and with 4 ops per edge, candidates of both cell types,
     several passes."""
+    import naspoison.nas.tenas as tenas
+
+    monkeypatch.setattr(tenas, "CANDIDATES_PER_PASS", 8)  # 20 candidates: three passes, the last one short
     torch.manual_seed(0)  # the initial weights (a singular NTK, κ capped at 1e12 for every child, would test nothing)
     data = tiny_data(n=60)
     p = TINY.model_copy(update={"init": init, "batch_size": 5})
@@ -102,7 +105,7 @@ def test_batched_children_equal_one_network_at_a_time(init):
             four[k][e, rng.choice(len(OPS), 4, replace=False)] = True
     for parent in (full, four):
         cands = [(k, e, int(o)) for k in KINDS for e in range(len(EDGES)) for o in np.flatnonzero(parent[k][e])]
-        cands = [cands[i] for i in sorted(rng.choice(len(cands), 20, replace=False))]  # > one pass of 16
+        cands = [cands[i] for i in sorted(rng.choice(len(cands), 20, replace=False))]
         batched, batched_regions = probe.child_kappas(parent, cands), probe.child_regions(parent, cands)
         alone = []
         for kind, e, o in cands:

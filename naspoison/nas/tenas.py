@@ -51,7 +51,7 @@ from naspoison.train import seed_everything
 
 OPS = OP_NAMES[1:]  # `none` is removed from the start
 KINDS = ("normal", "reduce")
-CANDIDATES_PER_PASS = 16  # children of one parent whose κ is taken in one batched pass (a speed knob, not a key)
+CANDIDATES_PER_PASS = 32  # children of one parent measured in one batched pass (a speed knob, not a key)
 
 
 class TENASParams(BaseModel):
