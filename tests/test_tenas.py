@@ -151,7 +151,8 @@ def test_search_prunes_7_4_1_then_keeps_two_edges_per_node_and_is_deterministic(
     # seed -> same weights, same batch, same crops): every number behind the ranking is on record
     seed_everything(3)
     full = {k: np.ones((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}
-    again = TENAS()._score([tuple(c) for c in ops_rounds[0]["candidates"][:5]], full, data, TINY,
+    # (the whole round: children share batched passes, so the same passes give the same floats)
+    again = TENAS()._score([tuple(c) for c in ops_rounds[0]["candidates"]], full, data, TINY,
                            np.random.default_rng([3, 0x7E4A5]), torch.device("cpu"))
     assert again["parent_kappa_regions"] == ops_rounds[0]["parent_kappa_regions"]
-    assert again["d_ntk"] == ops_rounds[0]["d_ntk"][:5] and again["d_regions"] == ops_rounds[0]["d_regions"][:5]
+    assert again["d_ntk"] == ops_rounds[0]["d_ntk"] and again["d_regions"] == ops_rounds[0]["d_regions"]
