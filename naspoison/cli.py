@@ -487,9 +487,8 @@ def cmd_gc(args) -> int:
                 p.unlink(missing_ok=True)
     if args.suite:
         from naspoison.report.collect import collect
-        from naspoison.suite.expand import expand
-
         from naspoison.suite import Suite
+        from naspoison.suite.expand import expand
 
         suite = Suite(args.suite)
         referenced: set[str] = set()
