@@ -5,13 +5,17 @@ measured in one run on the same networks and batch, plus the TE-NAS search end t
 
 Naive (what the published code does per candidate op): build the parent and the child network,
 for each one forward, then per sample ``.backward()`` of its summed logits into ``.grad``, gather
-every ``weight`` gradient, ``zero_grad``; κ from float32 eigenvalues; both networks every time.
-Product: the child only (the parent's κ is computed once per round and repeat and shared by the
-round's candidates), gradients taken with ``autograd.grad`` only w.r.t. the weights, eigenvalues in
-float64, and on CPU the plain convolution kernels for these 1-channel proxies.
+every ``weight`` gradient, ``zero_grad``; κ from float32 eigenvalues; both networks every time; ops
+already pruned are skipped (the reference's MixedOp skips softmax weights <= 0.01).
+Product: the parent's κ once per round and repeat (shared by the round's candidates, charged
+1/round-size per candidate), the children's κ in batched passes (``Probe.child_kappas``: vmap over
+16 children, jacrev over the samples), eigenvalues in float64, and on CPU the plain convolution
+kernels for these 1-channel proxies. Timings are interleaved (naive and product alternate, which
+goes first alternates too) and medians are reported.
 
-Printed: seconds per κ for one network both ways, seconds of κ work per candidate op both ways,
-and their ratios; with ``--search``, a TE-NAS search and its seconds per pruning round.
+Printed: seconds per κ for one network both ways, seconds of κ work per candidate op both ways in
+round 1 (7 ops per edge) and round 2 (4 ops per edge), their ratios and how far the κ values of the
+two agree; with ``--search``, a TE-NAS search and its seconds per pruning round.
 """
 from __future__ import annotations
 
@@ -56,8 +60,7 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--npz", help="images to use (default: the bundled digits)")
-    ap.add_argument("--candidates", type=int, default=8, help="candidate ops timed (of the 196 of round 1)")
-    ap.add_argument("--round-size", type=int, default=2 * 14 * 7, help="candidates sharing one parent κ")
+    ap.add_argument("--candidates", type=int, default=16, help="candidate ops timed per round (spread over the round)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--search", action="store_true", help="also run a TE-NAS search and time its rounds")
     ap.add_argument("--search-repeats", type=int, default=1)
@@ -80,87 +83,82 @@ def main() -> None:
 
     net.set_alive(full["normal"], full["reduce"])
     naive_kappa(net, x), fast_kappa()  # warm-up
-    t_naive, k_naive = timed(lambda: naive_kappa(net, x), args.repeat)
-    t_fast, k_fast = timed(fast_kappa, args.repeat)
+    one_naive, one_fast = [], []
+    for r in range(args.repeat):  # interleaved
+        one_naive.append(timed(lambda: naive_kappa(net, x), 1)[0])
+        one_fast.append(timed(fast_kappa, 1)[0])
+    t_naive, t_fast = statistics.median(one_naive), statistics.median(one_fast)
+    k_naive, k_fast = naive_kappa(net, x), fast_kappa()
     print(f"one network: naive {t_naive:.3f} s, product {t_fast:.3f} s, ratio {t_naive / t_fast:.2f}x "
           f"(κ {k_naive:.6g} vs {k_fast:.6g})", flush=True)
+    record = {"data": data.name, "device": str(device), "threads": torch.get_num_threads(), "ntk_batch": len(x),
+              "one_network": {"naive_s": t_naive, "product_s": t_fast, "ratio": t_naive / t_fast}}
 
-    cands = [(k, e, o) for k in KINDS for e in range(len(EDGES)) for o in range(len(OPS))][:args.candidates]
-
-    def child(c):
-        m = {k: v.copy() for k, v in full.items()}
-        m[c[0]][c[1], c[2]] = False
-        return m
-
-    def per_candidate_naive():
-        for c in cands:  # the reference: parent and child, both every time
-            for mask in (full, child(c)):
-                net.set_alive(mask["normal"], mask["reduce"])
-                naive_kappa(net, x)
-
-    def per_candidate_fast():
-        net.set_alive(full["normal"], full["reduce"])
-        fast_kappa()  # the parent, once per round: charged below at 1/round_size per candidate
-        t0 = time.perf_counter()
-        for c in cands:
-            m = child(c)
-            net.set_alive(m["normal"], m["reduce"])
-            fast_kappa()
-        return time.perf_counter() - t0
-
-    t_cn, _ = timed(per_candidate_naive, 1)
-    t_children, _ = timed(per_candidate_fast, 1)
-    naive_each = t_cn / len(cands)
-    fast_each = t_children / len(cands) + t_fast / args.round_size
-    print(f"round 1 (7 ops/edge), κ work per candidate op: naive {naive_each:.3f} s, product {fast_each:.3f} s, "
-          f"ratio {naive_each / fast_each:.2f}x ({len(cands)} candidates; parent shared by {args.round_size})",
-          flush=True)
-    record = {"data": data.name, "device": str(device), "threads": torch.get_num_threads(),
-              "one_network": {"naive_s": t_naive, "product_s": t_fast, "ratio": t_naive / t_fast},
-              "per_candidate_round1": {"naive_s": naive_each, "product_s": fast_each, "ratio": naive_each / fast_each}}
-
-    # round 2: 4 ops alive per edge. The reference marks pruned ops with alpha -1000 and still computes
-    # them (softmax weight 0); the product's mask skips them. Same weights, same batch.
     rng = np.random.default_rng(1)
     four = {k: np.zeros((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}
     for k in KINDS:
         for e in range(len(EDGES)):
             four[k][e, rng.choice(len(OPS), 4, replace=False)] = True
-    cands2 = [(k, e, int(o)) for k in KINDS for e in range(len(EDGES)) for o in np.flatnonzero(four[k][e])]
-    cands2 = cands2[:args.candidates]
+    rounds = {"round1": (full, 2 * 14 * 7), "round2": (four, 2 * 14 * 4)}
+    for name, (parent, round_size) in rounds.items():
+        cands = [(k, e, int(o)) for k in KINDS for e in range(len(EDGES)) for o in np.flatnonzero(parent[k][e])]
+        cands = [cands[i] for i in np.linspace(0, len(cands) - 1, args.candidates).round().astype(int)]
 
-    def masked(c):
-        m = {k: v.copy() for k, v in four.items()}
-        m[c[0]][c[1], c[2]] = False
-        return m
+        def child(c):
+            m = {k: v.copy() for k, v in parent.items()}
+            m[c[0]][c[1], c[2]] = False
+            return m
 
-    def naive_round2():
-        for c in cands2:
-            for mask in (four, masked(c)):
-                net.set_alive(mask["normal"], mask["reduce"])
-                for m in net.modules():  # computed with weight 0, as the reference does
-                    if hasattr(m, "alive"):
-                        m.alive = None
-                naive_kappa(net, x)
+        def naive():
+            # the reference, per candidate: parent and child networks, both every time; pruned ops (softmax
+            # weight <= 0.01) are skipped by its MixedOp, as the mask skips them here
+            t0 = time.perf_counter()
+            out = []
+            for c in cands:
+                for mask in (parent, child(c)):
+                    net.set_alive(mask["normal"], mask["reduce"])
+                    out.append(naive_kappa(net, x))
+            return time.perf_counter() - t0, out[1::2]
 
-    def fast_round2():
-        for c in cands2:
-            m = masked(c)
+        def product():
+            # the parent once per round and repeat (charged 1/round_size per candidate), the children in
+            # batched passes of CANDIDATES_PER_PASS
+            t0 = time.perf_counter()
+            net.set_alive(parent["normal"], parent["reduce"])
+            t_parent = timed(fast_kappa, 1)[0]
+            out = probe.child_kappas(parent, cands)
+            return time.perf_counter() - t0 - t_parent * (1 - len(cands) / round_size), out
+
+        naive_t, product_t = [], []
+        for r in range(args.repeat):  # interleaved, alternating which goes first: load drifts hit both alike
+            for fn in ((naive, product) if r % 2 == 0 else (product, naive)):
+                t, kap = fn()
+                (naive_t if fn is naive else product_t).append(t)
+                if fn is naive:
+                    k_naive = kap
+                else:
+                    k_product = kap
+        rel = max(abs(a - b) / abs(a) for a, b in zip(k_naive, k_product))
+        one_at_a_time = []  # the product's own one-network κ of each child (float64 eigenvalues, like the batch)
+        for c in cands:
+            m = child(c)
             net.set_alive(m["normal"], m["reduce"])
-            fast_kappa()
-
-    net.set_alive(four["normal"], four["reduce"])
-    t_parent2, _ = timed(fast_kappa, 1)
-    t_n2, _ = timed(naive_round2, 1)
-    t_f2, _ = timed(fast_round2, 1)
-    naive2 = t_n2 / len(cands2)
-    fast2 = t_f2 / len(cands2) + t_parent2 / 112
-    print(f"round 2 (4 ops/edge), κ work per candidate op: naive {naive2:.3f} s, product {fast2:.3f} s, "
-          f"ratio {naive2 / fast2:.2f}x", flush=True)
+            one_at_a_time.append(fast_kappa())
+        rel_own = max(abs(a - b) / abs(a) for a, b in zip(one_at_a_time, k_product))
+        n_each, p_each = statistics.median(naive_t) / len(cands), statistics.median(product_t) / len(cands)
+        print(f"{name} ({int(parent['normal'][0].sum())} ops/edge), κ work per candidate op: naive {n_each:.3f} s, "
+              f"product {p_each:.3f} s, ratio {n_each / p_each:.2f}x ({len(cands)} candidates, {args.repeat} "
+              f"interleaved repeats, medians; κ agree to {rel:.1e} relative, to {rel_own:.1e} with the product's "
+              f"one-network κ)", flush=True)
+        record[f"per_candidate_{name}"] = {"naive_s": n_each, "product_s": p_each, "ratio": n_each / p_each,
+                                           "max_relative_kappa_difference": rel,
+                                           "max_relative_difference_to_one_network_product": rel_own,
+                                           "naive_runs_s": naive_t,
+                                           "product_runs_s": product_t}
     n1, n2 = 196, 112  # candidates of the two op-pruning rounds
-    overall = (n1 * naive_each + n2 * naive2) / (n1 * fast_each + n2 * fast2)
+    r1, r2 = record["per_candidate_round1"], record["per_candidate_round2"]
+    overall = (n1 * r1["naive_s"] + n2 * r2["naive_s"]) / (n1 * r1["product_s"] + n2 * r2["product_s"])
     print(f"both op-pruning rounds (196 + 112 candidates), κ work: ratio {overall:.2f}x", flush=True)
-    record["per_candidate_round2"] = {"naive_s": naive2, "product_s": fast2, "ratio": naive2 / fast2}
     record["op_rounds_ratio"] = overall
     if args.search:
         sp = TENASParams(repeats=args.search_repeats)

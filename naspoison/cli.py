@@ -16,9 +16,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, StoreError, canonical_json, content_key
-from naspoison.suite import Suite, SuiteError
+from naspoison.suite import SuiteError  # torch-free; Suite (the schema) is imported where a suite is read
+
+if TYPE_CHECKING:
+    from naspoison.suite import Suite
 
 DEFAULT_STORE = "cache"
 DEFAULT_REPORTS = "reports"
@@ -73,6 +77,7 @@ def _console():
 
 
 def _load(args) -> tuple[Suite, list, list[str]]:
+    from naspoison.suite import Suite
     from naspoison.suite.expand import expand, select, shard
 
     if args.only is not None and not args.only.strip():
@@ -259,7 +264,7 @@ def _devices(args) -> list[str]:
             raise UsageError(f"--devices {args.devices!r} names no device; e.g. cpu,cpu or cuda:0,cuda:1")
     else:
         n = torch.cuda.device_count()
-        devices = [f"cuda:{i}" for i in range(n)] if n else ["cpu"] * args.workers
+        devices = [f"cuda:{i}" for i in range(n)] if n else ["cpu"] * (args.workers or _usable_cores())
     n_gpu = None
     for d in devices:
         m = re.fullmatch(r"cuda(?::(\d+))?", d)
@@ -271,6 +276,16 @@ def _devices(args) -> list[str]:
                 raise UsageError(f"--devices entry {d!r}: this machine has {n_gpu} usable CUDA device(s)"
                                  + ("" if n_gpu else " (CPU only: use cpu)"))
     return devices
+
+
+def _usable_cores() -> int:
+    """The default number of CPU workers: the cores this process may run on (not every core of the host)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class _Progress:
@@ -656,6 +671,7 @@ def cmd_gc(args) -> int:
     _gc_checkpoints(args, store)
     if args.suite:
         from naspoison.report.collect import collect
+        from naspoison.suite import Suite
         from naspoison.suite.expand import expand
 
         suite = Suite(args.suite)
@@ -786,8 +802,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true", help="compute nothing; fail on missing/corrupt cells or a changed report")
     b.add_argument("--shard", help="i/N: run only every N-th trial from the i-th")
     b.add_argument("--devices", help="comma-separated, one worker each: cpu,cpu or cuda:0,cuda:1 (default: every GPU, else cpu)")
-    b.add_argument("--workers", type=_positive_int, default=1,
-                   help="CPU workers when --devices is not given and there is no GPU (default: 1)")
+    b.add_argument("--workers", type=_positive_int, default=None,
+                   help="CPU workers when --devices is not given and there is no GPU (default: the number of "
+                        "usable cores; each cell runs at --cell-threads threads whatever this is)")
     b.add_argument("--executor", choices=("processes", "slurm", "submitit-local"), default="processes",
                    help="processes: workers on this machine (default); slurm: a submitit job array; "
                         "submitit-local: the same array as local processes (testing)")

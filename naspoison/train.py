@@ -109,7 +109,8 @@ def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: in
                    on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Train ``genotype`` from scratch on ``data`` (clean) and return the final-epoch test accuracy,
     per-epoch curves and parameter count (wall time is in the record's provenance). Deterministic on CPU for a given seed."""
-    return fit(seeded_eval_network(genotype, data, recipe, seed), data, recipe, seed, device, on_epoch)
+    return fit(seeded_eval_network(genotype, data, recipe, seed), data, recipe, seed, device, on_epoch,
+               test_every_epoch=False)
 
 
 def seeded_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe, seed: int) -> EvalNetwork:
@@ -129,10 +130,12 @@ def compiled(model: nn.Module) -> nn.Module:
 
 
 def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.device | str = "cpu",
-        on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+        on_epoch: Callable[[int, dict], None] | None = None, test_every_epoch: bool = True) -> dict:
     """The shared loop: train ``model`` in place on ``data`` with ``recipe`` (a :class:`Recipe` or any
     object with its training fields) and return the final-epoch test accuracy, curves and parameter
-    count. ``model(x)`` returns ``(logits, auxiliary logits or None)``."""
+    count. ``model(x)`` returns ``(logits, auxiliary logits or None)``. ``test_every_epoch=False``
+    evaluates the test set after the last epoch only (the test curve holds None before it): only the
+    final epoch is ever reported, and evaluation draws no random numbers, so the result is the same."""
     device = torch.device(device)
     mean, std = channel_stats(data.x_train)
     train = DeviceImages(data.x_train, data.y_train, device, mean, std)
@@ -180,7 +183,9 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
         sched.step()
         curves["train_loss"].append(loss_sum.item() / n)  # one host sync per epoch, not per step
         curves["train_acc"].append(correct.item() / n)
-        curves["test_acc"].append(evaluate(model, test, recipe.eval_batch_size, precision))
+        last = epoch == recipe.epochs - 1
+        curves["test_acc"].append(evaluate(model, test, recipe.eval_batch_size, precision)
+                                  if last or test_every_epoch else None)
         if not math.isfinite(curves["train_loss"][-1]):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {curves['train_loss'][-1]}")
         if on_epoch:

@@ -35,13 +35,52 @@ def tiny(tmp_path):
     return make
 
 
+def _one_worker(args: tuple) -> tuple:
+    # bench defaults to one CPU worker per usable core; the tests pin one (a worker count of their own where
+    # they test workers), so that their cells run in this process and in the order they expect
+    if args and args[0] == "bench" and not {"--workers", "--devices", "--executor"} & set(args):
+        return (*args, "--workers", "1")
+    return args
+
+
 def naspoison(cwd, *args, wait=True, **kw):
-    env = {**os.environ, "NASPOISON_ARTIFACTS": str(Path(cwd) / "artifacts"), "PYTHONPATH": str(REPO),
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "naspoison.cli", *args]
+    """``naspoison ARGS`` in ``cwd`` with its own artifact cache, in this process (``cli.main``: no second
+    torch import); returns (returncode, stdout, stderr) like ``subprocess.run``. ``wait=False`` starts a real
+    process (``Popen``), for the tests that kill one or run two at once."""
+    args = _one_worker(args)
     if not wait:
+        env = {**os.environ, "NASPOISON_ARTIFACTS": str(Path(cwd) / "artifacts"), "PYTHONPATH": str(REPO),
+               "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "naspoison.cli", *args]
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kw)
+    return run_in_process(cwd, *args)
+
+
+def run_in_process(cwd, *args) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+
+    import torch
+
+    from naspoison.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd, old_env, threads = os.getcwd(), dict(os.environ), torch.get_num_threads()
+    os.environ["NASPOISON_ARTIFACTS"] = str(Path(cwd) / "artifacts")
+    torch.set_num_threads(1)  # what OMP_NUM_THREADS=1 gave the subprocess: float sums depend on the thread count
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse: --help, bad arguments
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["naspoison", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ profiles:
 """
 
 
+@pytest.mark.slow
 def test_ood_family_searches_on_the_source_and_retrains_on_the_target(tmp_path):
     (tmp_path / "suite.yaml").write_text(OOD_SUITE)
     run = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")

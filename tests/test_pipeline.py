@@ -145,6 +145,7 @@ def test_two_bench_processes_on_one_store(tiny):
     assert naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--check").returncode == 0
 
 
+@pytest.mark.slow
 def test_two_workers_shards_and_only(tiny):
     d = tiny(seeds=2, epochs=1)
     out = naspoison(d, "bench", "suite.yaml", "--profile", "tiny", "--only", "attack=none,seed=0")
@@ -165,6 +166,7 @@ def results(root: Path) -> dict:
     return {p.relative_to(root).as_posix(): ResultStore.load_file(p).result for p in sorted(root.glob("*/*.json"))}
 
 
+@pytest.mark.slow
 def test_queue_workers_and_submitit_tasks_compute_each_cell_once_and_match_one_worker(tiny):
     pytest.importorskip("submitit")
     d = tiny(seeds=2, epochs=1)
@@ -264,6 +266,7 @@ profiles:
 """
 
 
+@pytest.mark.slow
 def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_path):
     (tmp_path / "suite.yaml").write_text(NAS_GC_SUITE)
     run = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")
@@ -351,6 +354,7 @@ profiles:
 """
 
 
+@pytest.mark.slow
 def test_evas_families_run_cache_check_and_report(tmp_path):
     import json
 

@@ -137,6 +137,7 @@ profiles:
 """
 
 
+@pytest.mark.slow
 def test_defended_family_runs_shares_and_reports(tmp_path, tiny_unet):
     (tmp_path / "suite.yaml").write_text(DEFENDED_SUITE.format(model=tiny_unet))
     run = naspoison(tmp_path, "bench", "suite.yaml", "--profile", "tiny")

@@ -112,3 +112,18 @@ def test_renderers_mark_significant_cells():
     console = Console(record=True, width=200)
     console.print(to_console(report))
     assert "97.17 ± 0.13" in console.export_text()
+
+
+def test_a_run_where_no_attack_moves_anything_says_so():
+    """The paper's table has significant cells: no such note. The same rows with every poisoned accuracy at the
+    no-attack level (nothing can test significant): the note, with the number of tests behind it."""
+    from naspoison.report.render import footnotes
+
+    paper = analyse(_paper_trials(), [96.73] * 10)
+    assert not any("No attack significantly lowered" in n for n in footnotes(paper))
+    clean = {(t.algorithm, t.seed): t.accuracy for t in _paper_trials() if t.attack == "none"}
+    flat = [TrialAccuracy(t.attack, t.budget, t.algorithm, t.seed, clean[t.algorithm, t.seed]) for t in _paper_trials()]
+    report = analyse(flat, [96.73] * 10)
+    n_tests = sum(c["n_tests"] for c in report["corrections"].values())
+    assert n_tests == 12 + 12 + 6
+    assert f"No attack significantly lowered any algorithm's accuracy here ({n_tests} tests)" in FORMATS["md"](report)

@@ -84,6 +84,46 @@ def test_removing_an_op_is_a_mask_on_shared_weights():
     assert 1 <= r0 <= 40 and 0 < k0 < 1e12
 
 
+@pytest.mark.parametrize("init", ["reference", "kaiming"])
+def test_batched_children_equal_one_network_at_a_time(init, monkeypatch):
+    """κ and region counts of many children in batched passes = those of each child network measured alone
+    (masked), κ to float rounding; parents with 7 and with 4 ops per edge, candidates of both cell types,
+    several passes."""
+    import naspoison.nas.tenas as tenas
+
+    monkeypatch.setattr(tenas, "CANDIDATES_PER_PASS", 8)  # 20 candidates: three passes, the last one short
+    torch.manual_seed(0)  # the initial weights (a singular NTK, κ capped at 1e12 for every child, would test nothing)
+    data = tiny_data(n=60)
+    p = TINY.model_copy(update={"init": init, "batch_size": 5})
+    probe = Probe(data, p, np.random.default_rng(1), torch.device("cpu"))
+    probe.new_repeat()
+    rng = np.random.default_rng(2)
+    full = {k: np.ones((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}
+    four = {k: np.zeros((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}
+    for k in KINDS:
+        for e in range(len(EDGES)):
+            four[k][e, rng.choice(len(OPS), 4, replace=False)] = True
+    for parent in (full, four):
+        cands = [(k, e, int(o)) for k in KINDS for e in range(len(EDGES)) for o in np.flatnonzero(parent[k][e])]
+        cands = [cands[i] for i in sorted(rng.choice(len(cands), 20, replace=False))]
+        batched, batched_regions = probe.child_kappas(parent, cands), probe.child_regions(parent, cands)
+        alone = []
+        for kind, e, o in cands:
+            child = {k: v.copy() for k, v in parent.items()}
+            child[kind][e, o] = False
+            alone.append(probe.measure(child))
+        assert batched == pytest.approx([k for k, _ in alone], rel=1e-5)  # measured: at most 2e-6 (float32, other kernels)
+        assert batched_regions == [r for _, r in alone]
+        assert len({k for k, _ in alone}) > 1  # the children differ: the comparison is not of one number
+    one = {k: v.copy() for k, v in four.items()}
+    one["normal"][0] = False
+    one["normal"][0, 2] = True
+    with pytest.raises(ValueError, match="empty"):
+        probe.child_kappas(one, [("normal", 0, 2)])
+    with pytest.raises(ValueError, match="empty"):
+        probe.child_regions(one, [("normal", 0, 2)])
+
+
 def test_reference_init_keeps_weights_and_kaiming_redraws_them_per_repeat():
     data = tiny_data()
     for init, same in (("reference", True), ("kaiming", False)):
@@ -111,7 +151,8 @@ def test_search_prunes_7_4_1_then_keeps_two_edges_per_node_and_is_deterministic(
     # seed -> same weights, same batch, same crops): every number behind the ranking is on record
     seed_everything(3)
     full = {k: np.ones((len(EDGES), len(OPS)), dtype=bool) for k in KINDS}
-    again = TENAS()._score([tuple(c) for c in ops_rounds[0]["candidates"][:5]], full, data, TINY,
+    # (the whole round: children share batched passes, so the same passes give the same floats)
+    again = TENAS()._score([tuple(c) for c in ops_rounds[0]["candidates"]], full, data, TINY,
                            np.random.default_rng([3, 0x7E4A5]), torch.device("cpu"))
     assert again["parent_kappa_regions"] == ops_rounds[0]["parent_kappa_regions"]
-    assert again["d_ntk"] == ops_rounds[0]["d_ntk"][:5] and again["d_regions"] == ops_rounds[0]["d_regions"][:5]
+    assert again["d_ntk"] == ops_rounds[0]["d_ntk"] and again["d_regions"] == ops_rounds[0]["d_regions"]

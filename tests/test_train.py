@@ -32,6 +32,19 @@ def test_reports_the_final_epoch_not_the_best(digits):
     assert lrs[1] == pytest.approx(0.025 * (1 + np.cos(np.pi / 3)) / 2)
 
 
+def test_test_set_evaluated_at_the_final_epoch_only_gives_the_same_result(digits):
+    """Evaluation draws no random numbers and leaves the weights alone, so skipping it before the last
+    epoch (the train cells do: only the final epoch is reported) changes nothing but the test curve."""
+    from naspoison.train import fit, seeded_eval_network
+
+    g, recipe = sample_genotype(np.random.default_rng(2)), TINY.model_copy(update={"epochs": 3})
+    every = fit(seeded_eval_network(g, digits, recipe, 5), digits, recipe, 5)
+    final = fit(seeded_eval_network(g, digits, recipe, 5), digits, recipe, 5, test_every_epoch=False)
+    assert final["test_acc"] == every["test_acc"] == every["curves"]["test_acc"][-1]
+    assert final["curves"]["test_acc"] == [None, None, every["test_acc"]]
+    assert final["curves"]["train_loss"] == every["curves"]["train_loss"]
+
+
 def test_recipe_defaults_are_the_published_ones():
     r = Recipe()
     assert (r.epochs, r.batch_size, r.lr, r.momentum, r.weight_decay, r.grad_clip) == (600, 128, 0.025, 0.9, 3e-4, 5.0)

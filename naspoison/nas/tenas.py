@@ -48,13 +48,14 @@ from torch import nn
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
-from naspoison.nas.metrics import kappa, linear_regions, ntk_gram, thin_network_kernels
+from naspoison.nas.metrics import count_distinct_rows, kappa, linear_regions, ntk_gram, thin_network_kernels, train_mode
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
 from naspoison.spaces.darts_supernet import SuperNetwork
 from naspoison.train import seed_everything
 
 OPS = OP_NAMES[1:]  # `none` is removed from the start
 KINDS = ("normal", "reduce")
+CANDIDATES_PER_PASS = 32  # children of one parent measured in one batched pass (a speed knob, not a key)
 
 
 class TENASParams(BaseModel):
@@ -157,6 +158,7 @@ class Probe:
                                     **proxy).to(device)
         self.lr_net = SuperNetwork(full, full, 1, 2, data.num_classes, in_channels=1, stem=False, **proxy).to(device)
         self.p, self.data, self.rng, self.device = p, data, rng, device
+        self._functional = self._functional_lr = False
         self.mean, self.std = stats if stats is not None else channel_stats(data.x_train)
 
     def new_repeat(self) -> None:
@@ -184,6 +186,114 @@ class Probe:
             k = kappa(ntk_gram(self.ntk_net, self.ntk_x))
         r = linear_regions(self.lr_net, self.lr_x, chunk=self.p.lr_batch_size)
         return k, r
+
+    def regions(self, alive: dict[str, np.ndarray]) -> float:
+        self.lr_net.set_alive(alive["normal"], alive["reduce"])
+        return linear_regions(self.lr_net, self.lr_x, chunk=self.p.lr_batch_size)
+
+    def child_regions(self, parent: dict[str, np.ndarray], removed: list[tuple]) -> list[float]:
+        """Linear-region counts of each child of ``parent`` lacking one op (its edge keeping at least one), as
+        :meth:`regions` counts them, ``CANDIDATES_PER_PASS`` children per forward (vmap over their alphas,
+        BN statistics per child). The network computes the parent's ops; a child's removed op gets weight
+        exactly 0, and the ReLU units inside it — which the child network does not have — are set to a
+        constant column for that child, which leaves the number of distinct sign patterns unchanged."""
+        from torch.func import functional_call, vmap
+
+        net = self.lr_net
+        net.set_alive(parent["normal"], parent["reduce"])
+        if not self._functional_lr:
+            torch.func.replace_all_batch_norm_modules_(net)
+            self._functional_lr = True
+        owner: dict[int, tuple] = {}  # ReLU module -> the (kind, edge, op) it belongs to
+        for cell in net.cells:
+            kind = "reduce" if cell.reduction else "normal"
+            for e, edge in enumerate(cell.edges):
+                for o, op in enumerate(edge.ops):
+                    owner.update({id(m): (kind, e, o) for m in op.modules() if isinstance(m, nn.ReLU)})
+        feats: list[torch.Tensor] = []
+        fired: list[tuple | None] = []
+
+        def hook(module, inputs, output):
+            if output.dim() == 4:  # as activation_patterns: convolutional feature maps only
+                feats.append((output > 0).flatten(1))
+                fired.append(owner.get(id(module)))
+
+        fixed = {n: q.detach() for n, q in net.named_parameters() if not n.startswith("alpha_")}
+
+        def patterns(xb, a_normal, a_reduce):
+            feats.clear()
+            fired.clear()
+            functional_call(net, {**fixed, "alpha_normal": a_normal, "alpha_reduce": a_reduce}, (xb,))
+            return tuple(feats)
+
+        handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
+        out: list[float] = []
+        try:
+            for i in range(0, len(removed), CANDIDATES_PER_PASS):
+                group = removed[i:i + CANDIDATES_PER_PASS]
+                a_n, a_r = self._child_alphas(parent, group)
+                rows = []
+                with torch.no_grad(), train_mode(net):
+                    for j in range(0, len(self.lr_x), self.p.lr_batch_size):
+                        per_module = vmap(patterns, in_dims=(None, 0, 0))(self.lr_x[j:j + self.p.lr_batch_size], a_n, a_r)
+                        cols = []
+                        for f, who in zip(per_module, fired):
+                            if who is not None:  # the removed op's own units: a constant column for that child
+                                gone = torch.tensor([c == who for c in group], device=f.device)
+                                f = f & ~gone[:, None, None]
+                            cols.append(f)
+                        rows.append(torch.cat(cols, 2).cpu())
+                patterns_all = torch.cat(rows, 1).numpy()
+                out += [float(count_distinct_rows(p)) for p in patterns_all]
+        finally:
+            for h in handles:
+                h.remove()
+        return out
+
+    def _child_alphas(self, parent: dict[str, np.ndarray], group: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per child, alphas 0 on its alive ops and −inf elsewhere (set_alive's softmax weights)."""
+        alphas = {k: [] for k in KINDS}
+        for kind, e, o in group:
+            if parent[kind][e].sum() < 2:
+                raise ValueError(f"removing op {o} would leave {kind} edge {e} empty")
+            for k in KINDS:
+                m = parent[k].copy()
+                if k == kind:
+                    m[e, o] = False
+                alphas[k].append(torch.where(torch.from_numpy(m), 0.0, float("-inf")))
+        return tuple(torch.stack(alphas[k]).to(self.device) for k in KINDS)
+
+    def child_kappas(self, parent: dict[str, np.ndarray], removed: list[tuple]) -> list[float]:
+        """κ of each child of ``parent`` that lacks one op (kind, edge, op), the edge keeping at least one:
+        the same number :meth:`measure` gives (equal up to float rounding, ~1e-7 relative), with
+        ``CANDIDATES_PER_PASS`` children per pass. The network computes the parent's ops; each child's
+        alphas give its removed op weight exactly 0 (so it adds exact zeros and its weights get zero
+        gradient columns, which leave the Gram unchanged) and spread the softmax over its own alive ops,
+        as ``set_alive`` does. One batched forward and backward (``torch.func``: vmap over the children,
+        jacrev over the samples) replaces a forward and ``batch_size`` backward passes per child: on
+        these thin proxies the time is per-op overhead, which the batch shares."""
+        from torch.func import functional_call, jacrev, vmap
+
+        net, x = self.ntk_net, self.ntk_x
+        net.set_alive(parent["normal"], parent["reduce"])
+        if not self._functional:  # BN in train mode reads batch statistics only; vmap cannot update running ones
+            torch.func.replace_all_batch_norm_modules_(net)
+            self._functional = True
+        names = [n for n, q in net.named_parameters() if n.rsplit(".", 1)[-1] == "weight" and q.requires_grad]
+        weights = {n: q.detach() for n, q in net.named_parameters() if n in names}
+        fixed = {n: q.detach() for n, q in net.named_parameters() if n not in names}
+
+        def summed_logits(w, a_normal, a_reduce):
+            return functional_call(net, {**fixed, **w, "alpha_normal": a_normal, "alpha_reduce": a_reduce}, (x,)).sum(1)
+
+        out: list[float] = []
+        for i in range(0, len(removed), CANDIDATES_PER_PASS):
+            a_n, a_r = self._child_alphas(parent, removed[i:i + CANDIDATES_PER_PASS])
+            with train_mode(net), thin_network_kernels(self.device):
+                jac = vmap(jacrev(summed_logits), in_dims=(None, 0, 0))(weights, a_n, a_r)
+            j = torch.cat([jac[n].reshape(len(a_n), len(x), -1) for n in names], 2).double()
+            out += [kappa(g) for g in torch.bmm(j, j.transpose(1, 2))]
+        return out
 
 
 # ----------------------------------------------------------------------------- the search
@@ -241,14 +351,22 @@ class TENAS:
         d_ntk = np.zeros(len(cands))
         d_reg = np.zeros(len(cands))
         parents = []
+        # children whose edge keeps an op share the parent's κ pass (op rounds); removing an edge's last op
+        # (edge rounds: a handful of candidates) is measured one network at a time
+        batched = [i for i, (kind, e, _) in enumerate(cands) if alive[kind][e].sum() > 1]
         for _ in range(p.repeats):
             probe.new_repeat()
             k0, r0 = probe.measure(alive)
             parents.append([k0, r0])
+            kappas = dict(zip(batched, probe.child_kappas(alive, [cands[i] for i in batched])))
+            regions = dict(zip(batched, probe.child_regions(alive, [cands[i] for i in batched])))
             for i, (kind, e, o) in enumerate(cands):
                 child = {k: v.copy() for k, v in alive.items()}
                 child[kind][e, o] = False
-                k1, r1 = probe.measure(child)
+                if i in kappas:
+                    k1, r1 = kappas[i], regions[i]
+                else:
+                    k1, r1 = probe.measure(child)
                 d_ntk[i] += (k0 - k1) / k0 / p.repeats
                 d_reg[i] += (r0 - r1) / r0 / p.repeats
         ranks = rank_sum(d_ntk.tolist(), d_reg.tolist(), p.precision)

@@ -24,7 +24,7 @@ from naspoison.store import ArtifactCache, Record, ResultStore, content_key, sta
 from naspoison.store.artifacts import recording
 from naspoison.store.timings import split_timings
 
-VERSIONS = {"poison": "2", "search": "2", "train": "2", "evas_search": "2", "backdoor": "2", "scenario": "2", "evas_score": "2", "defense": "3", "metrics": "2", "sanitize": "1"}
+VERSIONS = {"poison": "2", "search": "3", "train": "3", "evas_search": "2", "backdoor": "2", "scenario": "2", "evas_score": "2", "defense": "3", "metrics": "2", "sanitize": "1"}
 SPACE = "darts"
 
 
@@ -256,7 +256,7 @@ def train_model(spec: dict, dataset: dict, device: str):
     p = spec["params"]
     data, recipe = load_dataset(dataset), Recipe.model_validate(p["recipe"])
     model = seeded_eval_network(Genotype.from_dict(p["genotype"]), data, recipe, p["seed"])
-    return model, fit(model, data, recipe, p["seed"], device)
+    return model, fit(model, data, recipe, p["seed"], device, test_every_epoch=False)
 
 
 def compute_train(spec: dict, dataset: dict, device: str, artifacts: ArtifactCache | None = None) -> dict:
