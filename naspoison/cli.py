@@ -688,7 +688,7 @@ def cmd_gc(args) -> int:
 
 def _gc_checkpoints(args, store: ResultStore) -> None:
     """In-cell checkpoints of cells already stored (killed between storing and removing them)."""
-    from naspoison.run import checkpoint
+    from naspoison.run import checkpoint_keys as checkpoint
 
     artifacts = ArtifactCache(args.artifacts)
     try:

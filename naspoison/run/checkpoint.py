@@ -42,7 +42,7 @@ import torch
 
 EVERY_ENV = "NASPOISON_CHECKPOINT_EVERY"
 DEFAULT_EVERY = 600.0
-PREFIX = "ckpt/"
+from naspoison.run.checkpoint_keys import PREFIX  # noqa: E402  (one definition of the key layout)
 
 
 def interval() -> float | None:
@@ -291,21 +291,5 @@ def loop(name: str, modules=(), optimizers=(), schedulers=(), generators=()) -> 
     return Loop(_current.get(), name, modules, optimizers, schedulers, generators)
 
 
-# ----------------------------------------------------------------------------- housekeeping
-def keys(artifacts) -> list[str]:
-    """Every checkpoint key in an artifact cache."""
-    return [k for k in artifacts._cache.iterkeys() if isinstance(k, str) and k.startswith(PREFIX)]
-
-
-def delete(artifacts, key: str) -> None:
-    artifacts._cache.delete(key)
-
-
-def orphans(artifacts, store) -> list[str]:
-    """Checkpoints of cells that are already stored (a kill between storing and removing them)."""
-    out = []
-    for k in keys(artifacts):
-        parts = k[len(PREFIX):].split("/")
-        if len(parts) == 3 and store.has(parts[0], parts[1]):
-            out.append(k)
-    return out
+# housekeeping (keys, delete, orphans) lives in a torch-free module so that `gc` starts without torch
+from naspoison.run.checkpoint_keys import delete, keys, orphans  # noqa: E402,F401
