@@ -530,6 +530,17 @@ def cmd_verify(args) -> int:
     return 1 if bad or n == 0 else 0
 
 
+def _key_list(raw: str | None) -> set[str] | None:
+    """--keys: comma- or whitespace-separated cell keys (e.g. those a change touched); None: no restriction."""
+    if raw is None:
+        return None
+    keys = set(raw.replace(",", " ").split())
+    bad = sorted(k for k in keys if len(k) != 64 or any(c not in "0123456789abcdef" for c in k))
+    if bad:
+        raise UsageError(f"--keys: {bad[0]!r} is not a cell key (64 hex digits)")
+    return keys
+
+
 def _verify_recompute(args) -> int:
     """verify --recompute N: the logic is in naspoison.run.recompute."""
     import os
@@ -549,7 +560,8 @@ def _verify_recompute(args) -> int:
         raise UsageError(f"--stages {args.stages!r}: stages are {', '.join(sorted(stages.VERSIONS))}")
     outcomes, skipped = recompute.recompute(trials, store, args.recompute, device=args.device, sample=args.sample,
                                             seed=args.seed, stages=wanted, exact=args.exact, rtol=args.rtol,
-                                            atol=args.atol, scratch=args.scratch, keep=bool(args.scratch))
+                                            atol=args.atol, scratch=args.scratch, keep=bool(args.scratch),
+                                            only_keys=_key_list(args.keys))
     bad = [o for o in outcomes if not o.ok]
     counts = {v: sum(o.verdict == v for o in outcomes) for v in ("identical", "within tolerance", "DIFFERS", "FAILED")}
     print(f"verify --recompute: {len(outcomes)} cells recomputed: " + ", ".join(f"{v} {k}" for k, v in counts.items())
@@ -844,6 +856,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--profile", default="demo")
     v.add_argument("--only", help="with --recompute: cells of these trials only (as bench --only)")
     v.add_argument("--stages", help="with --recompute: only cells of these stages, e.g. train,poison")
+    v.add_argument("--keys", help="with --recompute: only these cell keys (comma- or space-separated), e.g. the "
+                                  "result files a change touched; none of them stored: nothing to recompute")
     v.add_argument("--sample", action="store_true", help="a seeded random sample instead of the cheapest cells")
     v.add_argument("--seed", type=int, default=0, help="seed of --sample")
     v.add_argument("--exact", action="store_true", help="require identical results even across platforms")

@@ -77,8 +77,10 @@ def candidates(trials, store: ResultStore) -> tuple[dict[str, tuple[dict, list]]
     return out, skipped
 
 
-def choose(cands: dict, store: ResultStore, n: int, sample: bool, seed: int, stages: set[str] | None) -> list[str]:
-    keys = [k for k, (s, _) in cands.items() if not stages or s["stage"] in stages]
+def choose(cands: dict, store: ResultStore, n: int, sample: bool, seed: int, stages: set[str] | None,
+           only_keys: set[str] | None = None) -> list[str]:
+    keys = [k for k, (s, _) in cands.items()
+            if (not stages or s["stage"] in stages) and (only_keys is None or k in only_keys)]
     if sample:
         return sorted(random.Random(seed).sample(sorted(keys), min(n, len(keys))))
 
@@ -123,12 +125,13 @@ def same_platform(p: dict, q: dict) -> bool:
 
 def recompute(trials, store: ResultStore, n: int, *, device: str = "cpu", sample: bool = False, seed: int = 0,
               stages: set[str] | None = None, exact: bool = False, rtol: float = 1e-6, atol: float = 1e-9,
-              scratch: Path | None = None, keep: bool = False, emit=print) -> tuple[list[Outcome], int]:
+              scratch: Path | None = None, keep: bool = False, emit=print,
+              only_keys: set[str] | None = None) -> tuple[list[Outcome], int]:
     """Recompute ``n`` stored cells of ``trials`` and compare; (outcomes, incomplete trials skipped)."""
     from naspoison.run.executor import run_trials
 
     cands, skipped = candidates(trials, store)
-    chosen = choose(cands, store, n, sample, seed, stages)
+    chosen = choose(cands, store, n, sample, seed, stages, only_keys)
     root = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="naspoison-recompute-"))
     scratch_store, artifacts = ResultStore(root / "store"), ArtifactCache(root / "artifacts")
     try:
