@@ -853,7 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--recompute", type=int, metavar="N", help="recompute N stored cells (cheapest first) into a "
                    "scratch store and compare: identical on the same platform, else within --rtol/--atol")
     v.add_argument("--suite", default="suite.yaml", help="with --recompute: the suite (default suite.yaml)")
-    v.add_argument("--profile", default="demo")
+    v.add_argument("--profile", default="demo", help="with --recompute: which profile of the suite (default: demo)")
     v.add_argument("--only", help="with --recompute: cells of these trials only (as bench --only)")
     v.add_argument("--stages", help="with --recompute: only cells of these stages, e.g. train,poison")
     v.add_argument("--keys", help="with --recompute: only these cell keys (comma- or space-separated), e.g. the "
@@ -872,7 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("a", help="report.json or store directory (the reference)")
     c.add_argument("b", help="report.json or store directory (the reproduction)")
     c.add_argument("--suite", default="suite.yaml", help="for store arguments: the suite (default suite.yaml)")
-    c.add_argument("--profile", default="demo")
+    c.add_argument("--profile", default="demo", help="for store arguments: which profile (default: demo)")
     c.add_argument("--only", help="for store arguments: rows of these trials only (as bench --only)")
     c.add_argument("--alpha", type=float, default=0.05, help="BH level (default 0.05)")
     c.add_argument("--json", help="also write the comparison here")

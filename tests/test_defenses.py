@@ -80,6 +80,7 @@ def test_the_planted_backdoor_works_and_the_clean_model_has_none(models):
 NC = NeuralCleanseParams(epochs=40, samples=400, batch_size=50)
 
 
+@pytest.mark.slow  # ~100 s each on 2 cores: run by .ci/run's slow pass
 @pytest.mark.parametrize("seed", [0, 1])
 def test_neural_cleanse_flags_the_planted_target(models, seed):
     out = DEFENSES["neural_cleanse"][0](suspect(models, "planted"), NC.model_copy(update={"seed": seed}))
@@ -88,13 +89,16 @@ def test_neural_cleanse_flags_the_planted_target(models, seed):
     assert out["l1"][TARGET] < 0.5 * out["median_l1"]
 
 
+@pytest.mark.slow
 def test_neural_cleanse_on_the_clean_model(models):
     s = suspect(models, "clean")
     out = DEFENSES["neural_cleanse"][0](s, NC)
     # stated false alarm: on a clean model a naturally easy class can cross 2 (digit 5 here, index ~2-4
     # depending on the start), as in the paper's own clean models; the would-be target is not (its mask is a
     # large one: an index above 2 on the large side is no alarm)
-    assert not out["target_flagged"] and out["l1"][TARGET] > out["median_l1"], out
+    # the would-be target is not flagged (whether its mask lands above or below the median depends on the
+    # optimisation's float order, e.g. the thread count: not a property of Neural Cleanse)
+    assert not out["target_flagged"], out
     assert min(out["l1"]) > 0.5 * out["median_l1"], out  # nothing as small as a planted patch's mask
     short = NC.model_copy(update={"epochs": 3})
     torch.manual_seed(1)
