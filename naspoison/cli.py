@@ -864,7 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance across platforms (default 1e-6)")
     v.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance across platforms (default 1e-9)")
     v.add_argument("--scratch", help="keep the recomputed cells in this folder (a store and artifacts)")
-    v.add_argument("--device", default="cpu")
+    v.add_argument("--device", default="cpu", help="with --recompute: where to recompute (default: cpu)")
     v.add_argument("--cell-threads", type=int, metavar="N", help="intra-op threads of the recomputation")
     store_opt(v)
     v.set_defaults(fn=cmd_verify)
