@@ -3,7 +3,8 @@
 One definition serves everything: ``OPS`` is the whole vocabulary, ``EDGES`` the cell topology,
 ``Genotype`` the plain-data architecture (JSON by op name), and ``Cell``/``EvalNetwork`` build
 the evaluation network from a genotype. The searchable supernet (``darts_supernet``) is built
-from the same ops, edges, strides and input preprocessing.
+from the same ops, edges, strides and input preprocessing. The ops and networks are defined in
+``darts_net`` (they need torch at import; this module does not) and resolve here too.
 """
 from __future__ import annotations
 
