@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, StoreError, canonical_json, content_key
+from naspoison.store import (ArtifactCache, CorruptRecord, Record, ResultStore, StoreError, canonical_json,
+                             content_key)
 from naspoison.suite import SuiteError  # torch-free; Suite (the schema) is imported where a suite is read
 
 if TYPE_CHECKING:
@@ -356,12 +357,21 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
     kind: dict[str, str] = {}  # cell key -> its cost class (see _cost_class)
     users: dict[str, int] = {}
     unknown_after: dict[str, int] = {}  # stage -> cells not known until a search has run
+    records: dict[tuple[str, str], Record | None] = {}  # each file read and verified once; corrupt: None
+
+    def record(stage: str, k: str) -> Record | None:
+        if (stage, k) not in records:
+            try:
+                records[stage, k] = store.get(stage, k)
+            except CorruptRecord:
+                records[stage, k] = None
+        return records[stage, k]
 
     def note(spec: dict) -> str:
         k = content_key(spec)
         users[k] = users.get(k, 0) + 1
         kind[k] = _cost_class(spec)
-        cells.setdefault(spec["stage"], {})[k] = "cached" if store.has(spec["stage"], k) else "run"
+        cells.setdefault(spec["stage"], {})[k] = "cached" if record(spec["stage"], k) is not None else "run"
         return k
 
     for t in trials:
@@ -371,10 +381,7 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
         rec = None
         if t.search is not None:
             k = note(t.search)
-            try:
-                rec = store.get(t.search["stage"], k)
-            except CorruptRecord:
-                rec = None
+            rec = record(t.search["stage"], k)
             if rec is None:
                 after = "backdoor" if isinstance(t, EvasTrial) else "train"
                 unknown_after[after] = unknown_after.get(after, 0) + 1
@@ -382,7 +389,7 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
         for spec in t.after_search(rec.result if rec else None):
             note(spec)
     cells = {s: cells.get(s, {}) for s in stages_order if s in cells or s in unknown_after}
-    est = _wall_estimates(store)
+    est = _wall_estimates(store, records)
     con = _console()
     from rich.table import Table
 
@@ -433,12 +440,18 @@ def _stage_estimate(est: dict[str, float], stage: str, kind: dict[str, str]) -> 
     return statistics.median(known) if known else None
 
 
-def _wall_estimates(store: ResultStore) -> dict[str, float]:
+def _wall_estimates(store: ResultStore, loaded: dict | None = None) -> dict[str, float]:
+    """Median recorded wall time per cost class; ``loaded``: records already read, by (stage, key)."""
     walls: dict[str, list[float]] = {}
     for path in store.iter_files():
-        try:
-            rec = store.load_file(path)
-        except CorruptRecord:
+        if loaded is not None and (path.parent.name, path.stem) in loaded:
+            rec = loaded[path.parent.name, path.stem]
+        else:
+            try:
+                rec = store.load_file(path)
+            except CorruptRecord:
+                rec = None
+        if rec is None:
             continue
         w = rec.provenance.get("wall_seconds")
         if isinstance(w, (int, float)):

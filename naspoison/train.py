@@ -12,14 +12,17 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats, cutout
 from naspoison.data.datasets import ImageData
 from naspoison.run import checkpoint
-from naspoison.spaces.darts import EvalNetwork, Genotype, count_parameters
+from naspoison.spaces.darts import Genotype
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
+nn = lazy("torch.nn", globals())
+darts_net = lazy("naspoison.spaces.darts_net", globals())  # a torch module: loaded at first use
 
 
 # Numerics of a computation, part of its key: a store never holds bf16 and fp32 cells under one key.
@@ -87,7 +90,7 @@ def autocast_for(device: torch.device, precision: str = "fp32"):
     return torch.autocast(device.type, enabled=False)
 
 
-@torch.no_grad()
+@no_grad
 def evaluate(model: nn.Module, data: DeviceImages, batch_size: int, precision: str = "fp32") -> float:
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=data.x.device)
@@ -98,9 +101,9 @@ def evaluate(model: nn.Module, data: DeviceImages, batch_size: int, precision: s
     return correct.item() / len(data)
 
 
-def build_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe) -> EvalNetwork:
+def build_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe) -> darts_net.EvalNetwork:
     h, _, c = data.shape
-    return EvalNetwork(genotype, recipe.init_channels, recipe.layers, data.num_classes, in_channels=c,
+    return darts_net.EvalNetwork(genotype, recipe.init_channels, recipe.layers, data.num_classes, in_channels=c,
                        auxiliary=recipe.auxiliary_weight > 0, image_size=h)
 
 
@@ -113,7 +116,7 @@ def train_genotype(genotype: Genotype, data: ImageData, recipe: Recipe, seed: in
                test_every_epoch=False)
 
 
-def seeded_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe, seed: int) -> EvalNetwork:
+def seeded_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe, seed: int) -> darts_net.EvalNetwork:
     seed_everything(seed)  # the initial weights, then drop-path draws, follow from the seed
     return build_eval_network(genotype, data, recipe)
 
@@ -194,7 +197,7 @@ def fit(model: nn.Module, data: ImageData, recipe, seed: int, device: torch.devi
     return {
         "test_acc": curves["test_acc"][-1],  # final epoch, by design
         "curves": curves,
-        "params": count_parameters(model),
+        "params": darts_net.count_parameters(model),
         "n_train": n,
         "n_test": len(test),
     }

@@ -1,6 +1,6 @@
-"""The commands that only read (help, the store listing, verification) start without torch, scikit-learn or
-matplotlib: each runs in a fresh interpreter (the only way to see what a command imports) and reports
-which of them ended up in ``sys.modules``."""
+"""The commands that only read (help, the store listing, verification, the report, the plan and the store
+check) start without torch, scikit-learn or matplotlib: each runs in a fresh interpreter (the only way to see
+what a command imports) and reports which of them ended up in ``sys.modules``."""
 import json
 import subprocess
 import sys
@@ -27,6 +27,15 @@ def test_reading_commands_do_not_import_torch(argv, tmp_path):
 
     shutil.copytree(REPO / "cache" / "poison", tmp_path / "cache" / "poison")  # a few real records to verify
     assert imported_after(argv, tmp_path) == []
+
+
+@pytest.mark.parametrize("argv", [["report", "suite.yaml", "--profile", "demo"],
+                                  ["bench", "suite.yaml", "--profile", "demo", "--check"],
+                                  ["bench", "suite.yaml", "--profile", "demo", "--plan"]])
+def test_suite_readers_do_not_import_torch(argv):
+    """The suite's schema, expansion and report need the parameter classes and registries, never the compute:
+    run against the repository's own suite and committed store (these commands only read them)."""
+    assert imported_after(argv, REPO) == []
 
 
 def test_bench_defaults_to_one_worker_per_usable_core(monkeypatch):

@@ -127,3 +127,23 @@ def test_a_run_where_no_attack_moves_anything_says_so():
     n_tests = sum(c["n_tests"] for c in report["corrections"].values())
     assert n_tests == 12 + 12 + 6
     assert f"No attack significantly lowered any algorithm's accuracy here ({n_tests} tests)" in FORMATS["md"](report)
+
+
+def test_spearman_matches_scipy_and_the_rank_formula():
+    """The report's own Spearman (it does not import scipy.stats) against scipy and, without ties, against
+    rho = 1 - 6 Σd² / (n (n² - 1))."""
+    from naspoison.report.evas import average_ranks, spearman
+
+    assert list(average_ranks([3.0, 1.0, 3.0, 2.0])) == [3.5, 1.0, 3.5, 2.0]
+    rho, _ = spearman([1, 2, 3, 4], [1, 3, 2, 4])
+    assert rho == pytest.approx(1 - 6 * 2 / (4 * 15))
+    rng = np.random.default_rng(3)
+    for n in (3, 5, 12, 40):
+        for x, y in ((rng.normal(size=n), rng.normal(size=n)),
+                     (rng.integers(0, 3, n).astype(float), rng.integers(0, 4, n).astype(float))):
+            if len(set(x)) < 2 or len(set(y)) < 2:
+                continue
+            want = sps.spearmanr(x, y)
+            got = spearman(x, y)
+            assert got[0] == pytest.approx(float(want[0]), rel=1e-12, abs=1e-15)
+            assert got[1] == pytest.approx(float(want[1]), rel=1e-12, abs=1e-300)

@@ -31,15 +31,16 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
 from naspoison.nas.metrics import METRICS, compute_metrics
-from naspoison.nas.robot import Logits
 from naspoison.nas.tenas import Probe, TENASParams, alive_of
-from naspoison.spaces.darts import EvalNetwork, sample_genotype
+from naspoison.spaces.darts import sample_genotype
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())
 
 TENAS_METRICS = ("ntk_cond", "linear_regions")  # in the order Probe.measure returns them
 TABLE_METRICS = ["ntk_cond", "linear_regions", "grad_norm", "snip", "grasp", "fisher", "jacob_cov"]
@@ -104,6 +105,8 @@ def metric_values(data: ImageData, p: SensitivityParams, device="cpu",
             got.update(zip(TENAS_METRICS, np.mean(measured, axis=0)))
         if robot_names:
             torch.manual_seed(int(seeds[a, 0]))
+            from naspoison.spaces.darts_net import EvalNetwork, Logits
+
             net = Logits(EvalNetwork(g, p.robot_channels, p.robot_layers, data.num_classes, in_channels=c,
                                      auxiliary=False, image_size=h)).to(device)
             per_batch = [compute_metrics(net, x[b], y[b], robot_names) for b in batches]

@@ -8,13 +8,15 @@ likely class may — rarely — be the sample's own label; the count is recorded
 from __future__ import annotations
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from naspoison.attacks.base import AttackContext, Poison, poison_count
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.augment import DeviceImages, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
 
 
 class ConfidenceLabelFlipParams(BaseModel):
@@ -22,7 +24,7 @@ class ConfidenceLabelFlipParams(BaseModel):
     surrogate: SurrogateRecipe = Field(default_factory=SurrogateRecipe)
 
 
-@torch.no_grad()
+@no_grad
 def logits_of(model: torch.nn.Module, data: ImageData, device="cpu", batch_size: int = 500) -> np.ndarray:
     """Float64 logits of every training sample, model in eval mode, inputs normalised by the clean
     training set's channel statistics (as in training), no augmentation."""

@@ -27,21 +27,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from naspoison.attacks.base import AttackContext, Poison, choose_indices
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.augment import DeviceImages, channel_stats
 from naspoison.data.datasets import ImageData
 from naspoison.run import checkpoint
+from naspoison._lazy import lazy, no_grad
 
-Normalise = Callable[[torch.Tensor], torch.Tensor]  # [0,1] float images -> model input
+torch = lazy("torch", globals())
+F = lazy("torch.nn.functional", globals(), "F")
+nn = lazy("torch.nn", globals())
+
+if TYPE_CHECKING:  # an alias for annotations only: torch loads at first use
+    Normalise = Callable[[torch.Tensor], torch.Tensor]  # [0,1] float images -> model input
 
 
 class GradPCParams(BaseModel):
@@ -153,7 +156,7 @@ def gradpc(model: nn.Module, params: list[torch.Tensor], train: DeviceImages, p:
     return {"norm": p.norm, "radius": radius, "distance": distance, "steps": steps, "theta0_norm": theta0_norm}
 
 
-@torch.no_grad()
+@no_grad
 def accuracy_and_loss(model: nn.Module, data: DeviceImages, batch_size: int = 500,
                       predictions: list | None = None) -> tuple[float, float]:
     """Test accuracy and mean loss; ``predictions``, if given, receives the arg-max of every sample."""

@@ -9,9 +9,11 @@ from pydantic import Field
 
 from naspoison.attacks.base import AttackContext
 from naspoison.data.datasets import ImageData
-from naspoison.models import ResNet18
 from naspoison.store import content_key, state_from_bytes, state_to_bytes
 from naspoison.train import PlainRecipe, Precision, fit, seed_everything
+from naspoison._lazy import lazy
+
+resnet = lazy("naspoison.models.resnet", globals())  # a torch module: loaded at first use
 
 VERSION = "1"
 
@@ -25,7 +27,7 @@ class SurrogateRecipe(PlainRecipe):
     precision: Precision = "fp32"
 
 
-def surrogate_model(data: ImageData, recipe: SurrogateRecipe, ctx: AttackContext, device="cpu") -> tuple[ResNet18, dict]:
+def surrogate_model(data: ImageData, recipe: SurrogateRecipe, ctx: AttackContext, device="cpu") -> tuple[resnet.ResNet18, dict]:
     """The trained surrogate in eval mode on ``device`` and its record (test accuracy, curves)."""
     key = "surrogate/" + content_key({"artifact": "surrogate", "version": VERSION,
                                       "dataset": ctx.dataset_identity, "recipe": recipe.model_dump()})
@@ -33,13 +35,13 @@ def surrogate_model(data: ImageData, recipe: SurrogateRecipe, ctx: AttackContext
     loaded = ctx.artifacts.load(key, state_from_bytes, log=ctx.log) if ctx.artifacts is not None else None
     if loaded is not None:
         state, info = loaded
-        model = ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.width)
+        model = resnet.ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.width)
         model.load_state_dict(state)
         ctx.log(f"surrogate ResNet-18 from the artifact cache (test accuracy {info['test_acc']:.4f})")
     else:
         ctx.log(f"training the surrogate ResNet-18 (width {recipe.width}, {recipe.epochs} epochs)")
         seed_everything(recipe.seed)
-        model = ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.width)
+        model = resnet.ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.width)
         out = fit(model, data, recipe, recipe.seed, device,
                   on_epoch=lambda e, m: ctx.log(f"surrogate epoch {e + 1}/{recipe.epochs}: loss {m['train_loss']:.3f} "
                                                 f"test acc {m['test_acc']:.4f}"))

@@ -12,7 +12,7 @@ cross-entropy over the batch + ``diversity_weight``·div. The clean rows pass th
 unchanged and add a constant, so they are not computed; the loss is still divided by B, as the
 whole-batch mean would be.
 
-div = mean over pairs of d(a₁, a₂) / (d(b₁, b₂) + ε), by variant (``generator.Variant``):
+div = mean over pairs of d(a₁, a₂) / (d(b₁, b₂) + ε), by variant (``variants.Variant``):
 
 * ``trojanzoo`` (what Evas ran, ``InputAwareDynamic``): d the per-sample L2 norm, ε 1e-5. Mask stage:
   a the two source images, b their masks. Pattern stage: pair i is backdoor row i and cross row i
@@ -37,16 +37,18 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from torch import nn
 
-from naspoison.backdoor.generator import TriggerGenerator
 from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.data.datasets import ImageData
 from naspoison.run import checkpoint
 from naspoison.train import evaluate, seed_everything
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
+F = lazy("torch.nn.functional", globals(), "F")
+nn = lazy("torch.nn", globals())
+generator_net = lazy("naspoison.backdoor.generator", globals(), "generator_net")  # a torch module: loaded at first use
 
 
 class GeneratorRecipe(BaseModel):
@@ -96,7 +98,7 @@ def diversity(src1, src2, out1, out2, kind: str = "l2", eps: float = 1e-5) -> to
     return (distance(src1, src2, kind) / (distance(out1, out2, kind) + eps)).mean()
 
 
-def pattern_diversity(g: TriggerGenerator, x1, x2, trig1, cross, pat1, pat2c, n_bd: int) -> torch.Tensor:
+def pattern_diversity(g: generator_net.TriggerGenerator, x1, x2, trig1, cross, pat1, pat2c, n_bd: int) -> torch.Tensor:
     """The pattern-stage diversity term of ``g``'s variant (module docstring). ``x1``/``trig1``/``pat1``:
     rows of the first batch (backdoor rows first, then cross rows); ``x2``/``pat2c``: the cross-source rows
     of the second batch, aligned with ``cross`` (the cross-triggered rows of the first)."""
@@ -110,7 +112,7 @@ def pattern_diversity(g: TriggerGenerator, x1, x2, trig1, cross, pat1, pat2c, n_
     return diversity(x1[:n] / s, x2[:n] / s, pat1[:n] / s, pat2c[:n] / s, v.distance, v.eps)
 
 
-def mask_diversity(g: TriggerGenerator, x1, x2, m1, m2) -> torch.Tensor:
+def mask_diversity(g: generator_net.TriggerGenerator, x1, x2, m1, m2) -> torch.Tensor:
     v = g.variant
     s = g.std if v.normalised_input else 1.0  # vinai measures the normalised images
     return diversity(x1 / s, x2 / s, m1, m2, v.distance, v.eps)
@@ -135,7 +137,7 @@ def row_counts(recipe: "GeneratorRecipe", batch: int) -> tuple[int, int]:
 
 def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, seed: int,
                     device: torch.device | str = "cpu",
-                    on_epoch: Callable[[str, int, dict], None] | None = None) -> tuple[TriggerGenerator, dict]:
+                    on_epoch: Callable[[str, int, dict], None] | None = None) -> tuple[generator_net.TriggerGenerator, dict]:
     """Train a trigger generator for ``model`` (frozen: eval mode, no weight changes)."""
     device = torch.device(device)
     if not 0 <= recipe.target < data.num_classes:
@@ -143,7 +145,7 @@ def train_generator(model: nn.Module, data: ImageData, recipe: GeneratorRecipe, 
     mean, std = channel_stats(data.x_train)
     train = DeviceImages(data.x_train, data.y_train, device, mean, std)
     seed_everything(seed)
-    g = TriggerGenerator(data.shape[2], recipe.variant, recipe.channels, mean, std).to(device)
+    g = generator_net.TriggerGenerator(data.shape[2], recipe.variant, recipe.channels, mean, std).to(device)
     model = model.to(device).eval()
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
@@ -233,8 +235,8 @@ def train_normalise(images: DeviceImages, x01: torch.Tensor) -> torch.Tensor:
     return (x01 - images.mean) / images.std
 
 
-@torch.no_grad()
-def attack_metrics(model: nn.Module, generator: TriggerGenerator, data: ImageData, target: int,
+@no_grad
+def attack_metrics(model: nn.Module, generator: generator_net.TriggerGenerator, data: ImageData, target: int,
                    device: torch.device | str = "cpu", batch_size: int = 500) -> dict:
     """ACC on clean test images; ASR on triggered test images whose true class is not ``target``."""
     device = torch.device(device)

@@ -11,9 +11,11 @@ from pydantic import Field
 
 from naspoison.backdoor.attack import GeneratorRecipe, attack_metrics, train_generator
 from naspoison.data.datasets import ImageData
-from naspoison.models import ResNet18
 from naspoison.spaces import nb201
 from naspoison.train import PlainRecipe, fit, seed_everything
+from naspoison._lazy import lazy
+
+resnet = lazy("naspoison.models.resnet", globals())  # a torch module: loaded at first use
 
 RESNET18 = "resnet18"
 
@@ -29,7 +31,7 @@ class ModelRecipe(PlainRecipe):
 def build_model(arch: str, data: ImageData, recipe: ModelRecipe):
     """``arch``: an NB201 arch string, or ``resnet18``."""
     if arch == RESNET18:
-        return ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.resnet_width)
+        return resnet.ResNet18(data.num_classes, in_channels=data.shape[2], width=recipe.resnet_width)
     return nb201.Network(nb201.parse(arch), data.num_classes, recipe.channels, recipe.cells_per_stage, data.shape[2])
 
 

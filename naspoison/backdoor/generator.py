@@ -28,10 +28,12 @@ nothing measurable and is not done here.)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from naspoison.backdoor.variants import VARIANTS
+
 
 
 def conv_bn(c_in: int, c_out: int, relu: bool = True) -> nn.Sequential:
@@ -55,25 +57,6 @@ class EncoderDecoder(nn.Sequential):
         super().__init__(*enc, *dec)
 
 
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    normalised_input: bool      # does the generator read the normalised image?
-    diversity_on_triggered: bool  # pattern stage: triggered images over patterns (else sources over patterns)
-    distance: str                 # per-sample distance of the diversity term: "l2" or "rms"
-    eps: float                    # added to the denominator of the diversity term
-
-    def squash_mask(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.name == "vinai":  # threshold(tanh(raw)/2 + 0.5), written as VinAI's code composes it
-            return (torch.tanh(20 * (torch.tanh(raw) / 2 + 0.5) - 10) + 1) / 2
-        return (torch.tanh(10 * torch.tanh(raw)) + 1) / 2
-
-    @staticmethod
-    def squash_pattern(raw: torch.Tensor) -> torch.Tensor:
-        return (torch.tanh(raw) + 1) / 2
-
-
-VARIANTS = {v.name: v for v in (Variant("vinai", True, False, "rms", 1e-7), Variant("trojanzoo", False, True, "l2", 1e-5))}
 
 
 class TriggerGenerator(nn.Module):

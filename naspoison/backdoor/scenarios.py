@@ -26,7 +26,6 @@ from dataclasses import replace
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from naspoison.backdoor.attack import GeneratorRecipe, attack_metrics
@@ -34,6 +33,9 @@ from naspoison.backdoor.evaluate import ModelRecipe, build_model
 from naspoison.data.datasets import ImageData
 from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.train import PlainRecipe, evaluate, fit, seed_everything
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
 
 
 class FinetuneRecipe(PlainRecipe):
@@ -46,7 +48,7 @@ class FinetuneRecipe(PlainRecipe):
     poisoned_epochs: int | None = Field(None, gt=0)
 
 
-@torch.no_grad()
+@no_grad
 def poison_with_trigger(data: ImageData, generator, fraction: float, target: int, seed: int,
                         device="cpu") -> tuple[ImageData, np.ndarray]:
     """A copy of ``data`` with ⌈fraction·n⌉ (≥ 1) random training images triggered and relabelled."""

@@ -26,11 +26,13 @@ backward per logit.
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from naspoison.nas.metrics import kappa, named_weights
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
+F = lazy("torch.nn.functional", globals(), "F")
+nn = lazy("torch.nn", globals())
 
 
 def _weighted_layers(model: nn.Module) -> list[nn.Module]:
@@ -125,7 +127,7 @@ def trigger_ntk_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         model.train(was)
 
 
-@torch.no_grad()
+@no_grad
 def triggered(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
     was = generator.training
     generator.train()

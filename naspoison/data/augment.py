@@ -5,7 +5,9 @@ All ops are batched tensor ops: no per-sample Python loop, no host round trip pe
 from __future__ import annotations
 
 import numpy as np
-import torch
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())
 
 
 def nchw(x: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
+nn = lazy("torch.nn", globals())
 
 
 @dataclass
@@ -40,11 +42,11 @@ class Suspect:
     def logits(self, x01: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
         return (model or self.model)((x01 - self.mean) / self.std)[0]
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, x01: torch.Tensor, model: nn.Module | None = None, batch: int = 500) -> torch.Tensor:
         return torch.cat([self.logits(x01[i:i + batch], model).argmax(1) for i in range(0, len(x01), batch)])
 
-    @torch.no_grad()
+    @no_grad
     def triggered(self, x01: torch.Tensor, batch: int = 500) -> torch.Tensor:
         return torch.cat([self.trigger(x01[i:i + batch]) for i in range(0, len(x01), batch)])
 

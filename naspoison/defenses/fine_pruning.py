@@ -23,13 +23,15 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from naspoison.backdoor.scenarios import FinetuneRecipe
 from naspoison.defenses.base import Suspect
 from naspoison.train import fit
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
+nn = lazy("torch.nn", globals())
 
 
 class FinePruningParams(BaseModel):
@@ -49,7 +51,7 @@ def final_linear(model: nn.Module) -> nn.Linear:
     raise TypeError(f"{type(model).__name__}: no final linear layer named classifier, linear or fc")
 
 
-@torch.no_grad()
+@no_grad
 def features(s: Suspect, x01: torch.Tensor, batch: int = 500) -> torch.Tensor:
     """The inputs of the final linear layer for ``x01`` (eval mode)."""
     layer, got = final_linear(s.model), []

@@ -31,12 +31,14 @@ import math
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from naspoison.defenses.base import Suspect
 from naspoison.run import checkpoint
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())
+F = lazy("torch.nn.functional", globals(), "F")
 
 
 class NeuralCleanseParams(BaseModel):

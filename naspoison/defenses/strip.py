@@ -25,10 +25,12 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from naspoison.defenses.base import Suspect
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
 
 
 class StripParams(BaseModel):
@@ -39,7 +41,7 @@ class StripParams(BaseModel):
     seed: int = 0
 
 
-@torch.no_grad()
+@no_grad
 def entropy(s: Suspect, x: torch.Tensor, pool: torch.Tensor, overlays: int, gen: torch.Generator,
             batch: int = 1000) -> torch.Tensor:
     """Mean softmax entropy (bits) of each input blended with ``overlays`` random pool images."""

@@ -25,16 +25,19 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from naspoison.backdoor.generator import VARIANTS, TriggerGenerator
+from naspoison.backdoor.variants import VARIANTS
 from naspoison.backdoor.score import trigger_ntk_cond
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
 from naspoison.spaces import nb201
 from naspoison.store import content_key
 from naspoison.train import seed_everything
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())
+generator_net = lazy("naspoison.backdoor.generator", globals(), "generator_net")  # a torch module: loaded at first use
 
 SCORE_VERSION = "2"  # 2: the vinai mask fix (issue 19) and the score regime field
 MUTATION_WEIGHTS = {"none": 1, "skip_connect": 2, "nor_conv_1x1": 3, "nor_conv_3x3": 3, "avg_pool_3x3": 1}
@@ -120,7 +123,7 @@ class Scorer:
         for init_seed in self.init_seeds:
             seed_everything(init_seed)  # model, then generator, from this seed
             model = nb201.Network(ops, d.num_classes, s.channels, s.cells_per_stage, d.shape[2]).to(self.device)
-            gen = TriggerGenerator(d.shape[2], s.variant, s.generator_channels,
+            gen = generator_net.TriggerGenerator(d.shape[2], s.variant, s.generator_channels,
                                    self.mean.flatten().cpu(), self.std.flatten().cpu()).to(self.device)
             kappas.append(trigger_ntk_cond(model, gen, self.x01, self.normalise, s.chunk, s.regime))
         self.computed += 1

@@ -43,9 +43,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
+F = lazy("torch.nn.functional", globals(), "F")
+nn = lazy("torch.nn", globals())
 
 KAPPA_MAX = 1e12
 
@@ -148,7 +150,7 @@ def ntk_cond(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -
 
 
 # ----------------------------------------------------------------------------- linear regions
-@torch.no_grad()
+@no_grad
 def activation_patterns(model: nn.Module, x: torch.Tensor, chunk: int = 1000) -> np.ndarray:
     """[N, F] booleans: the sign (output > 0) of every ReLU unit for every input."""
     rows: list[torch.Tensor] = []

@@ -27,16 +27,18 @@ from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from torch import nn
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.data.datasets import ImageData
 from naspoison.run import checkpoint
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
-from naspoison.spaces.darts_supernet import SuperNetwork
 from naspoison.train import Precision, autocast_for, seed_everything
+from naspoison._lazy import lazy, no_grad
+
+torch = lazy("torch", globals())
+nn = lazy("torch.nn", globals())
+darts_supernet = lazy("naspoison.spaces.darts_supernet", globals())  # a torch module: loaded at first use
 
 SKIP = "skip_connect"
 NONE = "none"
@@ -171,7 +173,7 @@ class PDARTS:
         stages: list[dict] = []
         n_stages = len(params.cells)
         for s, (cells, kept, rate) in enumerate(zip(params.cells, params.ops_kept, params.skip_dropout)):
-            model = SuperNetwork(ops["normal"], ops["reduce"], params.init_channels, cells, data.num_classes,
+            model = darts_supernet.SuperNetwork(ops["normal"], ops["reduce"], params.init_channels, cells, data.num_classes,
                                  in_channels=data.shape[2]).to(device)
             if device.type == "cuda":
                 model = model.to(memory_format=torch.channels_last)
@@ -255,7 +257,7 @@ class _Cycle:
         return idx
 
 
-def _train_stage(model: SuperNetwork, weights_half: DeviceImages, alpha_half: DeviceImages,
+def _train_stage(model: darts_supernet.SuperNetwork, weights_half: DeviceImages, alpha_half: DeviceImages,
                  p: PDARTSParams, rate: float, gen: torch.Generator, report: Callable[[dict], None]) -> dict:
     device = weights_half.x.device
     w_params, a_params = model.weight_parameters(), model.arch_parameters()
@@ -324,7 +326,7 @@ def _train_stage(model: SuperNetwork, weights_half: DeviceImages, alpha_half: De
     return curves
 
 
-@torch.no_grad()
+@no_grad
 def _accuracy(model: nn.Module, data: DeviceImages, batch_size: int) -> float:
     model.eval()
     correct = 0

@@ -46,20 +46,19 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.stats import rankdata
-from sklearn.exceptions import ConvergenceWarning
-from torch import nn
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData, make_image_data
 from naspoison.nas.metrics import METRICS, compute_metrics
 from naspoison.nas.random_search import NON_NONE_OPS, sample_distinct
-from naspoison.spaces.darts import EvalNetwork
 from naspoison.train import Recipe, seed_everything, train_genotype
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())
+nn = lazy("torch.nn", globals())
 
 # the reference's six metrics as it computes them (search.py compute_metrics)
 PAPER_METRICS = ["grad_norm", "snip", "grasp", "fisher_fanin", "synflow_bn", "jacob_cov"]
@@ -118,6 +117,8 @@ class RoBoTParams(BaseModel):
 # ----------------------------------------------------------------------------- pure parts
 def normalise_metrics(values: np.ndarray, signs: np.ndarray) -> np.ndarray:
     """[pool, k] raw metrics -> [pool, k] oriented ranks in [0, 1] (1 = best by that metric)."""
+    from scipy.stats import rankdata  # scipy.stats takes ~1 s to import: only when ranking
+
     n, k = values.shape
     z = np.full((n, k), 0.5)
     for j in range(k):
@@ -166,6 +167,8 @@ def bo_search(z: np.ndarray, evaluate: Callable[[int], float], p: RoBoTParams, s
             w = rng.uniform(-1, 1, k)
         else:
             with warnings.catch_warnings():  # a few points and a flat objective: the optimiser may stop at a bound
+                from sklearn.exceptions import ConvergenceWarning
+
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 gp.fit(np.array(ws), np.array(ys))
             cand = rng.uniform(-1, 1, (p.acquisition_candidates, k))
@@ -196,17 +199,6 @@ def reference_pick(trained: list[int], accuracies: dict[int, float]) -> int:
 
 
 # ----------------------------------------------------------------------------- the search
-class Logits(nn.Module):
-    """An EvalNetwork seen as x -> logits (metrics take a plain classifier)."""
-
-    def __init__(self, net: EvalNetwork):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x)[0]
-
-
 def split_halves(data: ImageData, portion: float, seed: int) -> ImageData:
     """The query data: train on one seeded half of the training set, validate on the other."""
     rng = np.random.default_rng([seed, 0x5B117])
@@ -240,6 +232,8 @@ class RoBoT:
         values = np.empty((len(pool), len(params.metrics)))
         for i, g in enumerate(pool):
             torch.manual_seed(int(rng.integers(2**62)))  # each network's init is its own seeded draw
+            from naspoison.spaces.darts_net import EvalNetwork, Logits
+
             net = Logits(EvalNetwork(g, params.metric_channels, params.metric_layers, data.num_classes, in_channels=c,
                                       auxiliary=False, image_size=h)).to(device)
             values[i] = list(compute_metrics(net, x, y, params.metrics).values())

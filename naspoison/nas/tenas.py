@@ -42,16 +42,18 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
 from naspoison.nas.metrics import count_distinct_rows, kappa, linear_regions, ntk_gram, thin_network_kernels, train_mode
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
-from naspoison.spaces.darts_supernet import SuperNetwork
 from naspoison.train import seed_everything
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())
+nn = lazy("torch.nn", globals())
+darts_supernet = lazy("naspoison.spaces.darts_supernet", globals())  # a torch module: loaded at first use
 
 OPS = OP_NAMES[1:]  # `none` is removed from the start
 KINDS = ("normal", "reduce")
@@ -154,9 +156,9 @@ class Probe:
         full = [list(OPS) for _ in EDGES]
         c = data.shape[2]
         proxy = {"affine": True, "pool_bn": False, "head_act": True, "reductions": (1,)}
-        self.ntk_net = SuperNetwork(full, full, p.channels, 2, data.num_classes, in_channels=c, stem_multiplier=1,
+        self.ntk_net = darts_supernet.SuperNetwork(full, full, p.channels, 2, data.num_classes, in_channels=c, stem_multiplier=1,
                                     **proxy).to(device)
-        self.lr_net = SuperNetwork(full, full, 1, 2, data.num_classes, in_channels=1, stem=False, **proxy).to(device)
+        self.lr_net = darts_supernet.SuperNetwork(full, full, 1, 2, data.num_classes, in_channels=1, stem=False, **proxy).to(device)
         self.p, self.data, self.rng, self.device = p, data, rng, device
         self._functional = self._functional_lr = False
         self.mean, self.std = stats if stats is not None else channel_stats(data.x_train)

@@ -38,7 +38,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 EVERY_ENV = "NASPOISON_CHECKPOINT_EVERY"
 DEFAULT_EVERY = 600.0
@@ -293,3 +292,6 @@ def loop(name: str, modules=(), optimizers=(), schedulers=(), generators=()) -> 
 
 # housekeeping (keys, delete, orphans) lives in a torch-free module so that `gc` starts without torch
 from naspoison.run.checkpoint_keys import delete, keys, orphans  # noqa: E402,F401
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())

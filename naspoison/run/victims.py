@@ -7,15 +7,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-from torch import nn
 
 from naspoison.data.datasets import load_dataset
 from naspoison.nas import ALGORITHMS
 from naspoison.run import stages
 from naspoison.spaces.darts import Genotype
-from naspoison.spaces.darts_supernet import SuperNetwork
 from naspoison.store import ArtifactCache, ResultStore, content_key, state_from_bytes
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())
+nn = lazy("torch.nn", globals())
+darts_supernet = lazy("naspoison.spaces.darts_supernet", globals())  # a torch module: loaded at first use
 
 
 @dataclass
@@ -25,17 +27,6 @@ class Victim:
     info: dict                                    # recorded in the poison's summary
     # alphas targets: the genotype and softmax weights derived from the model's current alphas
     architecture: Callable[[], dict] | None = None
-
-
-class _PairOutput(nn.Module):
-    """A supernet returns logits; attacks expect (logits, auxiliary) like every trained network."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x), None
 
 
 def trained_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -69,7 +60,7 @@ def load_victim(victim: dict, dataset: dict, store: ResultStore, artifacts: Arti
         net = _supernet(victim, best, search_result, dataset, artifacts, device, log, info, store)
         named = [("alpha_normal", net.alpha_normal), ("alpha_reduce", net.alpha_reduce)]
         info["target"] = "alphas of the converged supernet"
-        model = _PairOutput(net)
+        model = darts_supernet.PairOutput(net)
         skip_cap = victim["algorithm_params"].get("skip_cap", 2)
         architecture = lambda: _supernet_architecture(net, skip_cap)  # noqa: E731
     else:
@@ -81,7 +72,7 @@ def load_victim(victim: dict, dataset: dict, store: ResultStore, artifacts: Arti
     return Victim(model.to(device).eval(), named, info, architecture)
 
 
-def _supernet_architecture(net: SuperNetwork, skip_cap: int) -> dict:
+def _supernet_architecture(net: darts_supernet.SuperNetwork, skip_cap: int) -> dict:
     """The genotype P-DARTS derives from the supernet's current alphas (its last stage's rule)."""
     from naspoison.nas.pdarts import _derive
 
@@ -110,7 +101,7 @@ def _trained(tspec: dict, dataset: dict, artifacts, device, log, info: dict, rec
 
 
 def _supernet(victim: dict, best: dict, search_result: dict, dataset: dict, artifacts, device, log,
-              info: dict, store=None) -> SuperNetwork:
+              info: dict, store=None) -> darts_supernet.SuperNetwork:
     key = stages.supernet_key(best["key"])
     record = store.get("search", best["key"]) if store is not None else None
     state, meta = stages.load_artifact(artifacts, key, state_from_bytes, record, log) or (None, {})
@@ -130,7 +121,7 @@ def _supernet(victim: dict, best: dict, search_result: dict, dataset: dict, arti
     # a rerun on another machine or thread count can drift from the stored search; say so
     info["supernet_matches_record"] = (meta["normal_ops"] == last["ops"]["normal"]
                                        and meta["reduce_ops"] == last["ops"]["reduce"])
-    net = SuperNetwork(meta["normal_ops"], meta["reduce_ops"], meta["init_channels"], meta["cells"],
+    net = darts_supernet.SuperNetwork(meta["normal_ops"], meta["reduce_ops"], meta["init_channels"], meta["cells"],
                        meta["num_classes"], in_channels=meta["in_channels"])
     net.load_state_dict(state)
     return net.to(torch.device(device))

@@ -3,18 +3,15 @@
 One definition serves everything: ``OPS`` is the whole vocabulary, ``EDGES`` the cell topology,
 ``Genotype`` the plain-data architecture (JSON by op name), and ``Cell``/``EvalNetwork`` build
 the evaluation network from a genotype. The searchable supernet (``darts_supernet``) is built
-from the same ops, edges, strides and input preprocessing.
+from the same ops, edges, strides and input preprocessing. The ops and networks are defined in
+``darts_net`` (they need torch at import; this module does not) and resolve here too.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 OP_NAMES: tuple[str, ...] = (
     "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
@@ -26,82 +23,6 @@ N_NODES = 4       # intermediate nodes per cell
 EDGES: tuple[tuple[int, int], ...] = tuple(
     (node, inp) for node in range(N_INPUTS, N_INPUTS + N_NODES) for inp in range(node)
 )
-
-
-# ----------------------------------------------------------------------------- operations
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
-
-
-class DilConv(nn.Sequential):
-    """ReLU -> depthwise dilated conv -> pointwise conv -> BN."""
-
-    def __init__(self, c_in, c_out, kernel, stride, padding, dilation, affine=True):
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
-
-
-class SepConv(nn.Sequential):
-    """Two stacked (non-dilated) DilConv blocks; only the first one strides."""
-
-    def __init__(self, c_in, c_out, kernel, stride, padding, affine=True):
-        super().__init__(
-            DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
-            DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
-        )
-
-
-class Zero(nn.Module):
-    def __init__(self, stride: int):
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x):
-        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
-
-
-class FactorizedReduce(nn.Module):
-    """Halve the resolution with two offset stride-2 1x1 convs, so no pixel is skipped."""
-
-    def __init__(self, c_in: int, c_out: int, affine: bool = True):
-        super().__init__()
-        assert c_out % 2 == 0, "FactorizedReduce needs an even channel count"
-        self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
-
-    def forward(self, x):
-        x = self.relu(x)
-        if x.device.type == "cpu":
-            # oneDNN's weight gradient of a strided 1x1 conv on channels_last input is wrong on CPU
-            # (torch 2.14: differs run to run and can corrupt the heap); NCHW takes a correct kernel
-            x = x.contiguous()
-        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))  # odd sizes: keep both halves the same shape
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
-
-
-OpFactory = Callable[[int, int, bool], nn.Module]
-OPS: dict[str, OpFactory] = {
-    "none": lambda C, stride, affine: Zero(stride),
-    "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
-    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
-    "skip_connect": lambda C, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine),
-    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
-    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),
-    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine),
-    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
-}
-assert tuple(OPS) == OP_NAMES
 
 
 # ----------------------------------------------------------------------------- genotype
@@ -124,7 +45,7 @@ class Genotype:
                 raise ValueError(f"{kind} cell needs {2 * N_NODES} (op, input) pairs, got {len(pairs)}")
             for j, (op, inp) in enumerate(pairs):
                 node = N_INPUTS + j // 2
-                if op not in OPS or op == "none":
+                if op not in OP_NAMES or op == "none":
                     raise ValueError(f"{kind}[{j}]: unknown or empty op {op!r}; ops: {OP_NAMES[1:]}")
                 if not (isinstance(inp, int) and 0 <= inp < node):
                     raise ValueError(f"{kind}[{j}]: node {node} cannot take input {inp!r} (0..{node - 1})")
@@ -197,117 +118,18 @@ PDARTS = Genotype(
 PUBLISHED = {"darts_v2": DARTS_V2, "pdarts": PDARTS}
 
 
-# ----------------------------------------------------------------------------- networks
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zero whole samples' paths with probability ``drop_prob``; rescale the kept ones."""
-    if drop_prob <= 0.0:
-        return x
-    keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x * mask / keep
+# the operations and networks live in darts_net (they need torch at import); ``darts.EvalNetwork`` etc. still
+# resolve here
+_NETWORK = (
+    "OPS", "OpFactory", "ReLUConvBN", "DilConv", "SepConv", "Zero", "FactorizedReduce", "drop_path",
+    "reduction_positions", "edge_stride", "preprocess_inputs", "Cell", "AuxiliaryHead", "EvalNetwork",
+    "count_parameters", "Logits",
+)
 
 
-def reduction_positions(layers: int) -> tuple[int, int]:
-    """Cells that halve the resolution (and double the channels): at 1/3 and 2/3 of the depth."""
-    return layers // 3, 2 * layers // 3
+def __getattr__(name: str):
+    if name in _NETWORK:
+        from naspoison.spaces import darts_net
 
-
-def edge_stride(reduction: bool, inp: int) -> int:
-    """In a reduction cell only the edges leaving the two input states stride."""
-    return 2 if reduction and inp < N_INPUTS else 1
-
-
-def preprocess_inputs(c_prev_prev: int, c_prev: int, c: int, reduction_prev: bool, affine: bool) -> tuple[nn.Module, nn.Module]:
-    """Bring both input states to ``c`` channels and one resolution (the older one may be 2x larger)."""
-    pre0 = FactorizedReduce(c_prev_prev, c, affine) if reduction_prev else ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine)
-    return pre0, ReLUConvBN(c_prev, c, 1, 1, 0, affine)
-
-
-class Cell(nn.Module):
-    def __init__(self, pairs: Iterable[tuple[str, int]], concat: Iterable[int],
-                 c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool):
-        super().__init__()
-        self.reduction = reduction
-        self.preprocess0, self.preprocess1 = preprocess_inputs(c_prev_prev, c_prev, c, reduction_prev, affine=True)
-        pairs = list(pairs)
-        self.inputs = [inp for _, inp in pairs]
-        self.concat = list(concat)
-        self.ops = nn.ModuleList(OPS[op](c, edge_stride(reduction, inp), True) for op, inp in pairs)
-        self.multiplier = len(self.concat)
-
-    def forward(self, s0, s1, drop_prob: float = 0.0):
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node in range(N_NODES):
-            h = 0
-            for j in (2 * node, 2 * node + 1):
-                out = self.ops[j](states[self.inputs[j]])
-                if self.training and not isinstance(self.ops[j], nn.Identity):
-                    out = drop_path(out, drop_prob)
-                h = h + out
-            states.append(h)
-        return torch.cat([states[i] for i in self.concat], dim=1)
-
-
-class AuxiliaryHead(nn.Module):
-    """The DARTS CIFAR auxiliary classifier, made size-agnostic for small inputs (8x8 at 32 px)."""
-
-    def __init__(self, c: int, num_classes: int, spatial: int):
-        super().__init__()
-        pool: list[nn.Module] = [nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False)] if spatial >= 5 else []
-        self.features = nn.Sequential(
-            nn.ReLU(inplace=True), *pool, nn.AdaptiveAvgPool2d(2),
-            nn.Conv2d(c, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(768, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
-
-
-class EvalNetwork(nn.Module):
-    """The DARTS evaluation network: stem, ``layers`` cells with reductions at 1/3 and 2/3 depth,
-    optional auxiliary head after the second reduction, global pooling and a linear classifier.
-
-    ``forward`` returns ``(logits, aux_logits or None)``; ``drop_path_prob`` is set by the trainer.
-    """
-
-    def __init__(self, genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10,
-                 in_channels: int = 3, auxiliary: bool = True, image_size: int = 32, stem_multiplier: int = 3):
-        super().__init__()
-        self.drop_path_prob = 0.0
-        self.aux_index = 2 * layers // 3
-        c_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_pp, c_p, c_curr = c_curr, c_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev, spatial = False, image_size
-        self.auxiliary_head = None
-        for i in range(layers):
-            reduction = i in reduction_positions(layers)
-            if reduction:
-                c_curr *= 2
-                spatial = (spatial + 1) // 2
-            pairs, concat = (genotype.reduce, genotype.reduce_concat) if reduction else (genotype.normal, genotype.normal_concat)
-            cell = Cell(pairs, concat, c_pp, c_p, c_curr, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            c_pp, c_p = c_p, cell.multiplier * c_curr
-            if i == self.aux_index and auxiliary:
-                self.auxiliary_head = AuxiliaryHead(c_p, num_classes, spatial)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_p, num_classes)
-
-    def forward(self, x):
-        aux = None
-        s0 = s1 = self.stem(x)
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == self.aux_index and self.auxiliary_head is not None and self.training:
-                aux = self.auxiliary_head(s1)
-        return self.classifier(self.global_pooling(s1).flatten(1)), aux
-
-
-def count_parameters(model: nn.Module, exclude_auxiliary: bool = True) -> int:
-    return sum(p.numel() for name, p in model.named_parameters()
-               if not (exclude_auxiliary and name.startswith("auxiliary_head")))
+        return getattr(darts_net, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

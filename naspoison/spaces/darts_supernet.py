@@ -16,16 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from naspoison.spaces.darts import (
-    EDGES,
-    N_INPUTS,
-    N_NODES,
-    OP_NAMES,
-    OPS,
-    edge_stride,
-    preprocess_inputs,
-    reduction_positions,
-)
+from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES
+from naspoison.spaces.darts_net import OPS, edge_stride, preprocess_inputs, reduction_positions
 
 EdgeOps = Sequence[Sequence[str]]  # per edge (in EDGES order), the alive op names
 
@@ -173,3 +165,14 @@ class SuperNetwork(nn.Module):
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
         return self.classifier(self.global_pooling(self.head_act(s1)).flatten(1))
+
+
+class PairOutput(nn.Module):
+    """A supernet returns logits; attacks expect (logits, auxiliary) like every trained network."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x), None

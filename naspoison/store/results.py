@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from naspoison.store.keys import content_key
+from naspoison.store.keys import content_key, parsed_content_key
 from naspoison.store.timings import same_result
 
 LOCK_STALE_SECONDS = 300      # a lock from another host not refreshed for this long is abandoned
@@ -57,12 +57,12 @@ class Record:
         return self.spec["stage"]
 
 
-def _digest(result: dict) -> str:
-    return content_key({"result": result})
+def _digest(result: dict, key=content_key) -> str:
+    return key({"result": result})
 
 
-def _record_digest(spec: dict, result: dict, provenance: dict) -> str:
-    return content_key({"spec": spec, "result": result, "provenance": provenance})
+def _record_digest(spec: dict, result: dict, provenance: dict, key=content_key) -> str:
+    return key({"spec": spec, "result": result, "provenance": provenance})
 
 
 def _fsync_dir(path: Path) -> None:
@@ -122,9 +122,10 @@ class ResultStore:
             raise CorruptRecord(f"{path}: not a result record")
         provenance = raw.get("provenance", {})
         try:
-            key = content_key(raw["spec"])
-            digest = _digest(raw["result"])
-            whole = _record_digest(raw["spec"], raw["result"], provenance) if "record_digest" in raw else None
+            key = parsed_content_key(raw["spec"])
+            digest = _digest(raw["result"], parsed_content_key)
+            whole = (_record_digest(raw["spec"], raw["result"], provenance, parsed_content_key)
+                     if "record_digest" in raw else None)
         except (TypeError, ValueError) as e:
             raise CorruptRecord(f"{path}: spec, result or provenance is not canonical JSON ({e})") from None
         except RecursionError:
