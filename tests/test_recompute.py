@@ -71,3 +71,16 @@ def test_tolerance_mode_and_diff():
     p = {"device": "cpu", "cpu_model": "X", "threads": 1, "torch": "2", "numpy": "2"}
     assert recompute.same_platform(p, dict(p)) and not recompute.same_platform(p, {**p, "threads": 2})
     assert not recompute.same_platform({"device": "cpu"}, {"device": "cpu"})  # unknown: not assumed the same
+
+
+def test_whether_an_upstream_artifact_was_recomputed_is_provenance_not_result():
+    """Seen on the demo: a NAS-GC poison recomputed into a scratch store (no cached victim weights) differed from
+    the stored cell only in ``victim.recomputed``; that is a fact about the machine's artifact cache."""
+    from naspoison.store.timings import split_timings
+
+    stored = {"poisoned": [1, 2], "victim": {"seed": 0, "recomputed": False, "clean_test_acc": 0.9}}
+    again = {"poisoned": [1, 2], "victim": {"seed": 0, "recomputed": True, "recomputed_test_acc": 0.9,
+                                            "clean_test_acc": 0.9}}
+    (a, ta), (b, tb) = split_timings(stored), split_timings(again)
+    assert a == b == {"poisoned": [1, 2], "victim": {"seed": 0, "clean_test_acc": 0.9}}
+    assert ta == {"victim.recomputed": False} and tb["victim.recomputed"] is True

@@ -137,11 +137,14 @@ def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache
     """Run every trial; a trial whose next cell another worker holds is revisited later."""
     summary = RunSummary()
     pending = list(trials)
-    while pending:
-        waiting = [t for t in pending if not attempt(t, store, artifacts, device, emit, summary)]
-        if waiting and len(waiting) == len(pending):
-            time.sleep(poll)  # everything left is in other workers' hands
-        pending = waiting
+    try:
+        while pending:
+            waiting = [t for t in pending if not attempt(t, store, artifacts, device, emit, summary)]
+            if waiting and len(waiting) == len(pending):
+                time.sleep(poll)  # everything left is in other workers' hands
+            pending = waiting
+    finally:
+        checkpoint.bind(None)  # the caller closes this cache: a later cell in this process must not write to it
     return summary
 
 

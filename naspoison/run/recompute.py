@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from naspoison.store import ArtifactCache, ResultStore, canonical_json, content_key
+from naspoison.store.timings import split_timings
 
 # provenance fields that can change a result's bits (besides the code: git_revision, naspoison)
 NUMERIC_FIELDS = ("device", "cpu_model", "threads", "gpu", "cuda", "cudnn", "torch", "numpy", "python",
@@ -158,10 +159,13 @@ def recompute(trials, store: ResultStore, n: int, *, device: str = "cpu", sample
             mode = "exact" if exact or same_platform(old.provenance, new.provenance) else "tolerance"
             prov = {f: [old.provenance.get(f), new.provenance.get(f)] for f in NUMERIC_FIELDS
                     if old.provenance.get(f) != new.provenance.get(f)}
-            if canonical_json(old.result) == canonical_json(new.result):
+            # run facts (timings, whether an artifact was recomputed) are provenance: records written before they
+            # moved there still hold them in their result
+            old_result, new_result = split_timings(old.result)[0], split_timings(new.result)[0]
+            if canonical_json(old_result) == canonical_json(new_result):
                 verdict, details = "identical", []
             else:
-                details, worst = diff(old.result, new.result, rtol if mode == "tolerance" else 0.0,
+                details, worst = diff(old_result, new_result, rtol if mode == "tolerance" else 0.0,
                                       atol if mode == "tolerance" else 0.0)
                 if mode == "exact" and not details:
                     details = ["bits differ (e.g. -0.0 vs 0.0)"]

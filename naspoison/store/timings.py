@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+# facts about one run rather than its result: whether an upstream artifact (e.g. NAS-GC's victim weights) had to be
+# recomputed depends on the artifact cache of the machine, so a recomputation elsewhere would differ only there
+RUN_FACTS = frozenset({"recomputed", "recomputed_test_acc"})
+
 
 def is_timing(name: str) -> bool:
-    return name == "seconds" or name.endswith("_seconds")
+    return name == "seconds" or name.endswith("_seconds") or name in RUN_FACTS
 
 
 def split_timings(result: Any, at: str = "") -> tuple[Any, dict[str, float]]:
