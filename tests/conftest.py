@@ -7,6 +7,18 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test computes at one intra-op thread, as every cell does (``--cell-threads`` default 1): CPU float
+    sums depend on the thread count, so a test's numbers must not depend on the CI machine's core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY_SUITE = """\
 version: 1
 families:

@@ -132,7 +132,9 @@ def test_gpu_check_cpu_run(tmp_path):
     for name, v in retrain.items():
         assert len(v["epoch_seconds"]) == speed["retrain_setup"]["epochs"]
         assert v["img_s_steady"] == pytest.approx(n / min(v["epoch_seconds"][1:]), rel=0.01)  # fastest after the 1st
-        assert v["img_s_whole"] == pytest.approx(n * len(v["epoch_seconds"]) / v["seconds"], rel=1e-3)  # s rounded
+        # "seconds" is rounded to the millisecond: the relative error that allows grows as the run gets shorter
+        assert v["img_s_whole"] == pytest.approx(n * len(v["epoch_seconds"]) / v["seconds"],
+                                                 rel=max(1e-3, 6e-4 / v["seconds"]))
         if name != "plain_fp32":
             assert v["ratio_steady_vs_plain"] == pytest.approx(v["img_s_steady"] / retrain["plain_fp32"]["img_s_steady"])
     p = speed["pdarts_epoch"]
