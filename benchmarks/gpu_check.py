@@ -150,37 +150,12 @@ def load_images(ctx: dict, path: str | None = None, train_size=None, test_size=N
     return load_dataset(spec)
 
 
-@contextlib.contextmanager
-def _forced_autocast(precision: str):
-    """Before the recipe has a ``precision`` field, ``fit`` picks its autocast with ``train.autocast_for(device)``
-    (bf16 on CUDA, none on CPU); swap that function for the duration to train in ``precision`` on any device."""
-    import torch
-
-    import naspoison.train as T
-
-    def autocast_for(device, *_):
-        device = torch.device(device)
-        if precision == "bf16":
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return torch.autocast(device.type, enabled=False)
-
-    was = T.autocast_for
-    T.autocast_for = autocast_for
-    try:
-        yield
-    finally:
-        T.autocast_for = was
-
-
 def with_precision(recipe, precision: str):
-    """(recipe, context) that trains in ``precision`` ("fp32" or "bf16") with ``naspoison.train.fit``.
-    Once the recipe has a ``precision`` field (issue 18) that field is set and the context does nothing;
-    before, the context forces the autocast. Both ways the training code itself is what runs."""
+    """(recipe, context) that trains in ``precision`` ("fp32" or "bf16") with ``naspoison.train.fit``: the recipe's
+    ``precision`` field (part of its key) is set; the context is kept for the callers and does nothing."""
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision {precision!r}: expected fp32 or bf16")
-    if "precision" in type(recipe).model_fields:
-        return recipe.model_copy(update={"precision": precision}), contextlib.nullcontext()
-    return recipe, _forced_autocast(precision)
+    return recipe.model_copy(update={"precision": precision}), contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -48,3 +48,13 @@ def test_cell_threads_setting(monkeypatch):
         monkeypatch.setenv(stages.THREADS_ENV, bad)
         with pytest.raises(ValueError, match="positive integer"):
             stages.cell_threads()
+
+
+def test_provenance_autocast_is_what_the_cell_asked_for_on_any_device():
+    """fp32 is the default everywhere (issue 18): a record says bf16 only where its parameters ask for it."""
+    from naspoison.run.stages import autocast_of
+
+    assert autocast_of({"params": {"recipe": {"precision": "fp32"}}}) == "float32"
+    assert autocast_of({"params": {"epochs": 3}}) == "float32"
+    assert autocast_of({"params": {"query_train": {"precision": "bf16"}}}) == "bfloat16"
+    assert autocast_of({"params": {"stages": [{"precision": "bf16"}]}}) == "bfloat16"

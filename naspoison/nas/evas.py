@@ -138,6 +138,34 @@ def mutate(ops: nb201.Arch, rng: np.random.Generator) -> nb201.Arch:
     return ops[:edge] + (new,) + ops[edge + 1:]
 
 
+def _visitor(score: Callable[[nb201.Arch], float], history: list[dict]) -> Callable[..., dict]:
+    """Score a cell and append it to ``history`` (step = its position, parent = the parent's step)."""
+    def visit(ops, parent=None) -> dict:
+        entry = {"step": len(history), "arch": nb201.to_string(ops), "score": score(ops)}
+        if parent is not None:
+            entry["parent"] = parent
+        history.append(entry)
+        return entry
+
+    return visit
+
+
+def _best(history: list[dict]) -> dict:
+    return min(history, key=lambda e: (e["score"], e["step"]))  # the lowest score, the first on ties
+
+
+def _log_progress(log, step: int, steps: int, history: list[dict]) -> None:
+    if log and (step + 1) % max(1, steps // 20) == 0:
+        best = _best(history)
+        log(f"evolution step {step + 1}/{steps}: best score {best['score']:.4g} ({best['arch']})")
+
+
+def _result(history: list[dict]) -> dict:
+    best = _best(history)
+    return {"arch": best["arch"], "score": best["score"], "history": history,
+            "distinct_archs": len({e["arch"] for e in history})}
+
+
 def aging_evolution(score: Callable[[nb201.Arch], float], params: EvasParams, seed: int,
                     log: Callable[[str], None] | None = None) -> dict:
     """Minimise ``score`` over NB201 cells; returns the best cell and the whole history."""
@@ -147,26 +175,16 @@ def aging_evolution(score: Callable[[nb201.Arch], float], params: EvasParams, se
         return reference_evolution(score, params, seed, log)
     rng = np.random.default_rng([seed, 0xA61])
     history: list[dict] = []
-
-    def visit(ops, parent=None) -> dict:
-        entry = {"step": len(history), "arch": nb201.to_string(ops), "score": score(ops)}
-        if parent is not None:
-            entry["parent"] = parent
-        history.append(entry)
-        return entry
+    visit = _visitor(score, history)
 
     pool = [visit(nb201.from_index(int(i))) for i in rng.integers(0, nb201.N_ARCHS, params.pool_size)]
     for step in range(params.steps):
         sample = [pool[int(i)] for i in rng.choice(len(pool), params.sample_size, replace=False)]
-        parent = min(sample, key=lambda e: (e["score"], e["step"]))
+        parent = _best(sample)
         child = visit(mutate(nb201.parse(parent["arch"]), rng), parent["step"])
         pool = pool[1:] + [child]  # the oldest leaves
-        if log and (step + 1) % max(1, params.steps // 20) == 0:
-            best = min(history, key=lambda e: (e["score"], e["step"]))
-            log(f"evolution step {step + 1}/{params.steps}: best score {best['score']:.4g} ({best['arch']})")
-    best = min(history, key=lambda e: (e["score"], e["step"]))
-    return {"arch": best["arch"], "score": best["score"], "history": history,
-            "distinct_archs": len({e["arch"] for e in history})}
+        _log_progress(log, step, params.steps, history)
+    return _result(history)
 
 
 def reference_evolution(score: Callable[[nb201.Arch], float], params: EvasParams, seed: int,
@@ -181,13 +199,7 @@ def reference_evolution(score: Callable[[nb201.Arch], float], params: EvasParams
         raise ValueError(f"pool_size {params.pool_size} exceeds reference_pool_range {params.reference_pool_range}")
     rng = np.random.default_rng([seed, 0xA62])
     history: list[dict] = []
-
-    def visit(ops, parent=None) -> dict:
-        entry = {"step": len(history), "arch": nb201.to_string(ops), "score": score(ops)}
-        if parent is not None:
-            entry["parent"] = parent
-        history.append(entry)
-        return entry
+    visit = _visitor(score, history)
 
     pool = [visit(nb201.from_index(int(i))) for i in rng.permutation(params.reference_pool_range)[:params.pool_size]]
     ages = np.zeros(params.pool_size, dtype=np.int64)
@@ -199,12 +211,8 @@ def reference_evolution(score: Callable[[nb201.Arch], float], params: EvasParams
         pool[old] = visit(mutate(nb201.parse(parent["arch"]), rng), parent["step"])
         ages += 1
         ages[old] = 0
-        if log and (step + 1) % max(1, params.steps // 20) == 0:
-            best = min(history, key=lambda e: (e["score"], e["step"]))
-            log(f"evolution step {step + 1}/{params.steps}: best score {best['score']:.4g} ({best['arch']})")
-    best = min(history, key=lambda e: (e["score"], e["step"]))
-    return {"arch": best["arch"], "score": best["score"], "history": history,
-            "distinct_archs": len({e["arch"] for e in history})}
+        _log_progress(log, step, params.steps, history)
+    return _result(history)
 
 
 class EvasSearch:

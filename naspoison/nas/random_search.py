@@ -26,18 +26,9 @@ NON_NONE_OPS: tuple[str, ...] = OP_NAMES[1:]
 
 
 def sample_distinct(rng: np.random.Generator, ops: Sequence[str] = NON_NONE_OPS) -> Genotype:
-    """Per node two distinct inputs (sorted), each with a uniform op from ``ops``. With the default ops
-    this is draw-for-draw ``spaces.darts.sample_genotype`` (a test checks it)."""
-    def cell() -> tuple[tuple[str, int], ...]:
-        pairs = []
-        for node in range(N_INPUTS, N_INPUTS + N_NODES):
-            for inp in sorted(rng.choice(node, size=2, replace=False).tolist()):
-                pairs.append((ops[int(rng.integers(len(ops)))], int(inp)))
-        return tuple(pairs)
-
-    normal, reduce = cell(), cell()
-    concat = tuple(range(N_INPUTS, N_INPUTS + N_NODES))
-    return Genotype(normal, concat, reduce, concat)
+    """Per node two distinct inputs (sorted), each with a uniform op from ``ops``: ``spaces.darts.sample_genotype``,
+    named here beside the reference sampler."""
+    return sample_genotype(rng, ops)
 
 
 def sample_reference(rng: np.random.Generator) -> Genotype:

@@ -411,9 +411,18 @@ def _numerics(device: str) -> dict:
             "gpu": gpu, "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "cudnn_deterministic": torch.backends.cudnn.deterministic, "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
-            # naspoison.train.autocast_for: bf16 autocast on CUDA, plain fp32 on the CPU
-            "autocast": "bfloat16" if device.startswith("cuda") else "float32"}
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+
+
+def autocast_of(spec: dict) -> str:
+    """The autocast the cell ran under: bf16 only where a ``precision`` field of its parameters asks for it
+    (naspoison.train.autocast_for), fp32 otherwise, on every device."""
+    def asks_bf16(obj) -> bool:
+        if isinstance(obj, dict):
+            return obj.get("precision") == "bf16" or any(asks_bf16(v) for v in obj.values())
+        return isinstance(obj, list) and any(asks_bf16(v) for v in obj)
+
+    return "bfloat16" if asks_bf16(spec.get("params")) else "float32"
 
 
 def provenance(device: str, start: float, end: float) -> dict:
@@ -454,7 +463,7 @@ def run_stage(store: ResultStore, spec: dict, compute, device: str) -> dict:
         with checkpoint.cell(spec, key) as ck:
             with recording() as written:
                 result, timings = split_timings(compute(device))  # wall times are provenance, not results
-            prov = provenance(device, start, time.time())
+            prov = provenance(device, start, time.time()) | {"autocast": autocast_of(spec)}
             # checkpoints are the cell's scratch state, removed below: not artifacts later loads check
             made = {k: d for k, d in sorted(written.items()) if key in k and not k.startswith(checkpoint.PREFIX)}
             prov |= ({"artifacts": made} if made else {}) | ({"timings": timings} if timings else {})

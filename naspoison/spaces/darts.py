@@ -81,9 +81,9 @@ class Genotype:
         return cls.from_dict(json.loads(s))
 
 
-def sample_genotype(rng: np.random.Generator) -> Genotype:
-    """Uniform random DARTS genotype: per node two distinct inputs, each with a uniform non-none op."""
-    ops = OP_NAMES[1:]
+def sample_genotype(rng: np.random.Generator, ops: tuple[str, ...] | list[str] = OP_NAMES[1:]) -> Genotype:
+    """Uniform random DARTS genotype: per node two distinct inputs (sorted), each with a uniform op from ``ops``
+    (default: every non-none op)."""
 
     def cell() -> tuple[tuple[str, int], ...]:
         pairs = []
