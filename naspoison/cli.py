@@ -98,28 +98,10 @@ def _load(args) -> tuple[Suite, list, list[str]]:
 
 
 def _report_for(trials, store: ResultStore):
-    from naspoison.report.analysis import analyse
-    from naspoison.report.collect import collect
+    from naspoison.report.collect import collect, sections
 
     col = collect(trials, store)
-    report = analyse(col.accuracies, col.baseline) if any(t.family in ("poisoning", "random_baseline") for t in trials) else {}
-    if col.evas or col.evas_searches or col.evas_study or col.evas_defenses:
-        from naspoison.report.evas import evas_table
-
-        report["evas"] = evas_table(col.evas, col.evas_searches, col.evas_study, col.evas_defenses)
-    if col.defended:
-        from naspoison.report.defended import defended_section
-
-        report["defended"] = defended_section(col.defended, col.accuracies, col.baseline)
-    if col.ood:
-        from naspoison.report.ood import ood_section
-
-        report["ood"] = ood_section(col.ood, col.baseline, trials)
-    if col.sensitivity:
-        from naspoison.report.sensitivity import sensitivity_section
-
-        report["sensitivity"] = sensitivity_section(col.sensitivity)
-    return col, report
+    return col, sections(col)
 
 
 def _write_reports(report: dict, out: Path) -> list[Path]:
@@ -248,9 +230,9 @@ def _bench_submitit(args, suite: Suite, trials, store: ResultStore) -> int:
 
 
 def _trial_stored(trial, store: ResultStore) -> bool:
-    from naspoison.run.executor import _complete
+    from naspoison.run.executor import is_complete
 
-    return all(_complete(t, store) for t in (*trial.requires, trial))
+    return all(is_complete(t, store) for t in (*trial.requires, trial))
 
 
 def _devices(args) -> list[str]:
@@ -350,7 +332,7 @@ class _Progress:
 
 
 def _plan(args, trials, skipped, store: ResultStore) -> int:
-    from naspoison.suite.expand import EvasTrial
+    from naspoison.families import walk
 
     stages_order = ("poison", "sanitize", "search", "train", "evas_search", "evas_score", "backdoor", "scenario", "defense", "metrics")
     cells: dict[str, dict[str, str]] = {}
@@ -374,20 +356,17 @@ def _plan(args, trials, skipped, store: ResultStore) -> int:
         cells.setdefault(spec["stage"], {})[k] = "cached" if record(spec["stage"], k) is not None else "run"
         return k
 
+    def planned(step) -> dict | None:
+        rec = record(step.stage, note(step.spec))
+        return None if rec is None else rec.result
+
     for t in trials:
-        for upstream in (t.poison, getattr(t, "sanitize", None)):
-            if upstream is not None:
-                note(upstream)
-        rec = None
-        if t.search is not None:
-            k = note(t.search)
-            rec = record(t.search["stage"], k)
-            if rec is None:
-                after = "backdoor" if isinstance(t, EvasTrial) else "train"
-                unknown_after[after] = unknown_after.get(after, 0) + 1
-                continue
-        for spec in t.after_search(rec.result if rec else None):
-            note(spec)
+        for needed in t.requires:
+            walk(needed, planned)
+        last, result = walk(t, planned)[-1]
+        if result is None and last.stage in t.then:  # what follows is known once this cell has run
+            after = t.then[last.stage]
+            unknown_after[after] = unknown_after.get(after, 0) + 1
     cells = {s: cells.get(s, {}) for s in stages_order if s in cells or s in unknown_after}
     est = _wall_estimates(store, records)
     con = _console()
@@ -703,8 +682,7 @@ def cmd_gc(args) -> int:
         referenced: set[str] = set()
         for prof in suite.model.profiles:
             trials = expand(suite, prof).trials
-            referenced |= {content_key(s) for t in trials for s in (t.poison, getattr(t, "sanitize", None), t.search) if s}  # backdoor cells: train_keys
-            referenced |= collect(trials, ResultStore(args.store, read_only=True)).train_keys
+            referenced |= collect(trials, ResultStore(args.store, read_only=True)).keys
         for path in store.iter_files():
             if path.stem not in referenced:
                 print(f"unreferenced (kept; results are never evicted): {path}")
@@ -751,10 +729,11 @@ def cmd_draw(args) -> int:
         store = ResultStore(args.store, read_only=True)
         seen, missing = set(), 0
         for t in trials:
-            if t.search is None or content_key(t.search) in seen:
+            search = next((step.spec for step in t.steps() if step.stage in ("search", "evas_search")), None)
+            if search is None or content_key(search) in seen:
                 continue
-            seen.add(content_key(t.search))
-            rec = store.get(t.search["stage"], content_key(t.search))
+            seen.add(content_key(search))
+            rec = store.get(search["stage"], content_key(search))
             if rec is None:
                 missing += 1
                 continue

@@ -13,11 +13,8 @@ TEST = ("one-sided Welch t-test, H0: searching on this dataset does not lower ac
         "in-distribution search)")
 
 
-def ood_section(accuracies: list[TrialAccuracy], baseline: list[float], trials) -> dict:
-    from naspoison.data.datasets import DatasetSpec
-    from naspoison.suite.expand import source_name
-
-    target = source_name(DatasetSpec.model_validate(next(t.dataset for t in trials if t.family == "ood_search")))
+def ood_section(accuracies: list[TrialAccuracy], baseline: list[float], target: str) -> dict:
+    """``target``: the name of the dataset every architecture is retrained on."""
     table = analyse(accuracies, baseline)
     table["test"] = TEST
     table["target"] = target

@@ -11,9 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from naspoison.run import checkpoint, stages
+from naspoison.families import Step, Trial, walk
+from naspoison.run import checkpoint
+from naspoison.run.cell import cell_threads, run_stage
+from naspoison.stages import STAGES
+from naspoison.stages.base import StageContext
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
-from naspoison.suite.expand import EvasTrial, SensitivityTrial, Trial
 
 Event = dict  # {"kind": "done"|"failed"|"cached", "stage", "label", "key", "seconds", "error"?}
 
@@ -35,10 +38,10 @@ class _Blocked(Exception):
     """Another live worker holds this cell."""
 
 
-def _ensure(store: ResultStore, spec: dict, compute: Callable[[str], dict], device: str, label: str,
+def _ensure(store: ResultStore, step: Step, artifacts: ArtifactCache, device: str, label: str,
             emit: Callable[[Event], None], summary: RunSummary) -> dict:
-    """The cell's result: read from the store, or claimed, computed on ``device`` and stored."""
-    stage, key = spec["stage"], content_key(spec)
+    """The cell's result: read from the store, or claimed, computed on ``device`` by its stage and stored."""
+    stage, key = step.stage, content_key(step.spec)
     rec = store.get(stage, key)  # CorruptRecord propagates: never overwrite a bad file silently
     if rec is not None:
         return rec.result
@@ -50,7 +53,9 @@ def _ensure(store: ResultStore, spec: dict, compute: Callable[[str], dict], devi
             return rec.result
         t0 = time.perf_counter()
         emit({"kind": "start", "stage": stage, "label": label, "key": key})
-        result = stages.run_stage(store, spec, compute, device)
+        ctx = StageContext(step.dataset, artifacts, device, store,
+                           lambda message: emit({"kind": "log", "label": label, "message": message}))
+        result = run_stage(store, step.spec, lambda d: STAGES[stage].compute(step.spec, step.inputs, ctx), device)
         summary.computed[stage] = summary.computed.get(stage, 0) + 1
         emit({"kind": "done", "stage": stage, "label": label, "key": key,
               "seconds": time.perf_counter() - t0})
@@ -59,54 +64,11 @@ def _ensure(store: ResultStore, spec: dict, compute: Callable[[str], dict], devi
 
 def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
               emit: Callable[[Event], None], summary: RunSummary) -> None:
-    ds, label = trial.dataset, trial.label
+    """Every cell of ``trial`` (and of the trials it requires) computed or read, in order."""
     checkpoint.bind(artifacts)  # long loops of this trial's cells checkpoint here
-
-    def log(message: str) -> None:
-        emit({"kind": "log", "label": label, "message": message})
-
-    if isinstance(trial, EvasTrial):
-        found = None
-        if trial.search is not None:
-            sds = trial.search_dataset or ds  # the search may have run on another dataset than this row's
-            found = _ensure(store, trial.search, lambda d: stages.compute_evas_search(trial.search, sds, artifacts, d, log),
-                            device, label, emit, summary)
-        backdoor = None  # a scenario treats the backdoor cell before it
-        for spec in trial.after_search(found):
-            if spec["stage"] == "backdoor":
-                backdoor, compute = spec, (lambda d, s=spec: stages.compute_backdoor(s, ds, artifacts, d, log))
-            elif spec["stage"] == "scenario":
-                compute = (lambda d, s=spec, b=backdoor: stages.compute_scenario(s, b, ds, artifacts, d, log, store))
-            elif spec["stage"] == "defense":
-                compute = (lambda d, s=spec, b=backdoor: stages.compute_defense(s, b, ds, artifacts, d, log, store))
-            else:
-                compute = (lambda d, s=spec: stages.compute_evas_score(s, ds, artifacts, d))
-            _ensure(store, spec, compute, device, label, emit, summary)
-        return
-    if isinstance(trial, SensitivityTrial):
-        if trial.poison is not None:
-            _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d, store, log),
-                    device, label, emit, summary)
-        _ensure(store, trial.cell,
-                lambda d: stages.compute_metric_cell(trial.cell, trial.poison, ds, artifacts, d, log, store),
-                device, label, emit, summary)
-        return
     for needed in trial.requires:  # a NAS-aware attack's victim: the clean trials of its algorithm
         run_trial(needed, store, artifacts, device, emit, summary)
-    if trial.poison is not None:
-        _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d, store, log),
-                device, label, emit, summary)
-    if trial.sanitize is not None:  # a defended search: the countermeasure first
-        _ensure(store, trial.sanitize,
-                lambda d: stages.compute_sanitize(trial.sanitize, trial.poison, ds, artifacts, d, store, log),
-                device, label, emit, summary)
-    sds = trial.search_dataset or ds  # an out-of-distribution search reads another dataset
-    found = _ensure(store, trial.search,
-                    lambda d: stages.compute_search(trial.search, trial.poison, sds, artifacts, d, log, store,
-                                                    trial.sanitize),
-                    device, label, emit, summary)
-    tspec = trial.train_spec(found)
-    _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d, artifacts), device, label, emit, summary)
+    walk(trial, lambda step: _ensure(store, step, artifacts, device, trial.label, emit, summary))
 
 
 def attempt(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
@@ -148,34 +110,24 @@ def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache
     return summary
 
 
+def _stored(store: ResultStore, step: Step) -> dict | None:
+    rec = store.get(step.stage, content_key(step.spec))
+    return None if rec is None else rec.result
+
+
 def _failing_spec(trial: Trial, store: ResultStore) -> dict:
     """The first cell of the trial (its required trials first) that has no result: the one that failed."""
     for needed in trial.requires:
-        if not _complete(needed, store):
+        if not is_complete(needed, store):
             return _failing_spec(needed, store)
-    for spec in (trial.poison, getattr(trial, "sanitize", None), trial.search):
-        if spec is not None and not store.has(spec["stage"], content_key(spec)):
-            return spec
-    cells = trial.after_search(_found(trial, store))
-    return next((c for c in cells if not store.has(c["stage"], content_key(c))), cells[-1])
+    cells = walk(trial, lambda step: _stored(store, step))
+    return next((step.spec for step, result in cells if result is None), cells[-1][0].spec)
 
 
-def _found(trial, store: ResultStore) -> dict | None:
-    """The trial's search result (None for a fixed-architecture Evas row); KeyError if not stored yet."""
-    if trial.search is None:
-        return None
-    rec = store.get(trial.search["stage"], content_key(trial.search))
-    if rec is None:
-        raise KeyError(content_key(trial.search))
-    return rec.result
-
-
-def _complete(trial: Trial, store: ResultStore) -> bool:
-    try:
-        cells = trial.after_search(_found(trial, store))
-    except KeyError:
-        return False
-    return all(store.has(c["stage"], content_key(c)) for c in cells)
+def is_complete(trial: Trial, store: ResultStore) -> bool:
+    """Every cell of the trial is in the store (read, not verified)."""
+    cells = walk(trial, lambda step: _stored(store, step))
+    return all(result is not None for _, result in cells)
 
 
 # ----------------------------------------------------------------------------- many workers
@@ -240,7 +192,7 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
     if len(devices) == 1:
         return run_trials(trials, store, artifacts, devices[0], emit, poll)
     ctx = mp.get_context("spawn")
-    threads = stages.cell_threads()  # not cores // workers: a result must not depend on --workers
+    threads = cell_threads()  # not cores // workers: a result must not depend on --workers
     from multiprocessing.managers import SyncManager
 
     manager = SyncManager(ctx=ctx)

@@ -5,6 +5,7 @@ Scalars are resolved with the YAML 1.2 core schema: only true/false are booleans
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from pathlib import Path
@@ -157,3 +158,32 @@ def line_of(lines: dict[Path_, int], at: Path_) -> int | None:
             return lines[at]
         at = at[:-1]
     return lines.get(())
+
+
+def did_you_mean(name: str, options) -> str:
+    """'; did you mean 'x'?' for the closest known option, else the list of known ones."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(map(str, options)))}"
+
+
+def validation_problems(err, known) -> list[tuple[tuple, str]]:
+    """A pydantic ValidationError as (location, message) pairs in a suite author's words; an unknown key
+    suggests the nearest of ``known``."""
+    out = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key{did_you_mean(loc[-1], known)}"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = e["msg"]
+            val = e.get("input")
+            if isinstance(val, str) and val in YAML11_BOOLS and "bool" in e["type"]:
+                msg += f" (YAML 1.1 would read {val!r} as a boolean; write true or false)"
+            elif isinstance(val, str) and e["type"] in ("float_type", "int_type", "float_parsing", "int_parsing"):
+                msg += f" (got the string {val!r}; write a plain number, e.g. 0.01 or 1.0e-2)"
+            elif val is not None and not isinstance(val, (dict, list)):
+                msg += f" (got {val!r})"
+        out.append((loc, msg))
+    return out

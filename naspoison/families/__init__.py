@@ -1,0 +1,28 @@
+"""The suite families (SPEC §5), by the name they have under ``families:`` in a suite file. Each is one module
+holding its config, validation, expansion into trials, collection and report sections; adding one is adding a
+module and a line here (docs/extending.md)."""
+from __future__ import annotations
+
+from naspoison.families.base import Collected, ExpandContext, Family, FamilyConfig, Step, Trial, walk
+from naspoison.families.defended_search import DefendedSearch
+from naspoison.families.evas_eval import EvasEval
+from naspoison.families.evas_search import EvasSearch
+from naspoison.families.metric_sensitivity import MetricSensitivity
+from naspoison.families.ood_search import OodSearch
+from naspoison.families.poisoning import Poisoning
+from naspoison.families.random_baseline import RandomBaseline
+
+# expansion order: a trial's cells are computed in this order by one worker, and ``--shard`` deals them out
+FAMILIES: dict[str, Family] = {f.name: f for f in (Poisoning(), RandomBaseline(), OodSearch(), DefendedSearch(),
+                                                   MetricSensitivity(), EvasSearch(), EvasEval())}
+
+
+def get(name: str) -> Family:
+    if name not in FAMILIES:
+        from naspoison.suite.yamlio import did_you_mean
+
+        raise KeyError(f"no family {name!r}{did_you_mean(name, FAMILIES)}")
+    return FAMILIES[name]
+
+
+__all__ = ["FAMILIES", "Collected", "ExpandContext", "Family", "FamilyConfig", "Step", "Trial", "get", "walk"]

@@ -1,0 +1,195 @@
+"""Evas Tables 1-5 and the score study: ACC and ASR of the found cell, fixed baselines and random NB201 cells,
+under each victim scenario (Tables 2-3, Figure 6) and each backdoor defense (Tables 4-5); the score study
+(Figure 2, Figure 5, appendix A.3) scores (and attacks) sampled, neighbouring and enumerated cells."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from naspoison.families.base import ExpandContext, Family, FamilyConfig, Step, Steps, Trial, check_names, unknown
+from naspoison.families.base import MAX_COUNT
+from naspoison.families.evas_search import EvasTrial, backdoor_spec, search_spec
+
+
+class EvasEvalConfig(FamilyConfig):
+    """Evas Table 1: ACC and ASR of the found cell, fixed baselines and random NB201 cells."""
+
+    baselines: list[str] = Field(default_factory=lambda: ["resnet18"])
+    random_archs: int = Field(2, ge=0, le=MAX_COUNT)
+    random_seed: int = 0
+    scenarios: list[str] = Field(default_factory=list, description="Evas Tables 2-3 and Figure 6")
+    poison_fractions: list[float] = Field(default_factory=lambda: [0.0001, 0.001, 0.01])
+    landscape_edges: list[list[int]] = Field(default_factory=list, description="two (from, to) edges (Figure 5)")
+    enumeration: bool = Field(False, description="conv1x1/conv3x3 on the found cell's conv edges (appendix A.3)")
+    defenses: list[str] = Field(default_factory=list, description="backdoor defenses (Evas Tables 4-5)")
+
+
+@dataclass(frozen=True)
+class ScoreStudyTrial(Trial):
+    """One study of the score: ``sample`` (one random cell: its score and its attack), ``landscape`` (the scores
+    of the found cell's neighbours on two edges) or ``enumeration`` (conv1x1/conv3x3 on its conv edges)."""
+
+    then = {"evas_search": "evas_score"}
+
+    study: str = "sample"
+    search: dict | None = field(default=None, repr=False)
+    arch: str | None = None
+    score_setting: dict = field(default=None, repr=False)
+    landscape_edges: tuple = ()
+    recipe: dict = field(default=None, repr=False)     # how a studied cell is attacked (its backdoor cell)
+    generator: dict = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}/study:{self.algorithm}"
+
+    def _score(self, arch: str) -> Step:
+        from naspoison import stages
+
+        return Step(stages.evas_score_spec(arch, self.score_setting, self.dataset, 0), self.dataset)  # search seed 0's batch and inits
+
+    def steps(self) -> Steps:
+        from naspoison.nas.evas import conv_enumeration, landscape_archs
+
+        if self.study == "sample":
+            yield self._score(self.arch)
+            yield Step(backdoor_spec(self.arch, self), self.dataset)
+            return
+        found = yield Step(self.search, self.dataset)
+        if found is None:
+            return
+        if self.study == "landscape":
+            for a in landscape_archs(found["arch"], list(self.landscape_edges)):
+                yield self._score(a)
+            return
+        for a in conv_enumeration(found["arch"]):
+            yield self._score(a)
+            yield Step(backdoor_spec(a, self), self.dataset)
+
+
+class EvasEval(Family):
+    name = "evas_eval"
+    Config = EvasEvalConfig
+    doc = EvasEvalConfig.__doc__
+    needs = ("evas_search",)
+
+    def validate(self, config: EvasEvalConfig, suite) -> list:
+        from naspoison.backdoor.evaluate import RESNET18
+        from naspoison.backdoor.scenarios import SCENARIOS
+        from naspoison.defenses import DEFENSES
+        from naspoison.spaces import nb201
+
+        at, out = ("families", self.name), []
+        for i, b in enumerate(config.baselines):
+            if b != RESNET18:
+                try:
+                    nb201.parse(b)
+                except ValueError as e:
+                    out.append((at + ("baselines", i), f"a baseline is {RESNET18!r} or an NB201 arch string: {e}"))
+        out += check_names(at + ("defenses",), config.defenses, DEFENSES, "defense")
+        out += check_names(at + ("scenarios",), config.scenarios, SCENARIOS, "scenario")
+        if config.landscape_edges:
+            edges = [tuple(x) for x in config.landscape_edges]
+            if len(edges) != 2 or any(x not in nb201.EDGES for x in edges) or edges[0] == edges[1]:
+                out.append((at + ("landscape_edges",),
+                            f"needs two different NB201 edges [from, to] out of {[list(x) for x in nb201.EDGES]}"))
+        for i, f in enumerate(config.poison_fractions):
+            if not 0 < f <= 1:
+                out.append((at + ("poison_fractions", i), f"fraction {f} is outside (0, 1]"))
+        return out
+
+    def expand(self, config: EvasEvalConfig, ctx: ExpandContext) -> list[Trial]:
+        import numpy as np
+
+        from naspoison.backdoor.scenarios import NEEDS_FRACTION
+        from naspoison.defenses import DEFENSES
+        from naspoison.nas.evas import ScoreSetting
+        from naspoison.spaces import nb201
+
+        ev, dataset = ctx.profile.evas, ctx.dataset
+        found = search_spec(ctx, 0)
+        recipe, generator = ev.model.model_dump(), ev.generator.model_dump()
+        rng = np.random.default_rng([config.random_seed, 0x201])
+        rows = [("evas", found, None)] + [(b, None, b) for b in config.baselines]
+        rows += [(f"random_{i + 1}", None, nb201.to_string(nb201.from_index(int(j))))
+                 for i, j in enumerate(rng.integers(0, nb201.N_ARCHS, config.random_archs))]
+        treatments = [(None, None)] + [(sc, f) for sc in config.scenarios
+                                       for f in (config.poison_fractions if sc in NEEDS_FRACTION else [None])]
+        finetune = ev.finetune.model_dump()
+        eval_sets = [d.model_dump() for d in ev.datasets] if ev.datasets else [dataset]
+        seeds = range(ev.seeds or ctx.profile.seeds)
+
+        def trial(ds, name, search, arch, seed, **kw) -> EvasTrial:
+            return EvasTrial(self.name, kw.get("scenario") or kw.get("defense") or "none", kw.pop("fraction", None),
+                             name, seed, ds, search=search, arch=arch, recipe=recipe, generator=generator,
+                             search_dataset=dataset if search else None, **kw)
+
+        out: list[Trial] = [trial(ds, name, search, arch, seed, scenario=scenario, fraction=fraction,
+                                  finetune=finetune if scenario else None)
+                            for ds in eval_sets for scenario, fraction in treatments
+                            for name, search, arch in rows for seed in seeds]
+        for ds in eval_sets:  # Evas Tables 4-5: defenses on the models as trained
+            for defense in config.defenses:
+                params = DEFENSES[defense][1].model_validate(ev.defenses.get(defense, {})).model_dump()
+                out += [trial(ds, name, search, arch, seed, defense=defense, defense_params=params)
+                        for name, search, arch in rows for seed in seeds]
+        # the score study (Evas Figure 2, Figure 5, appendix A.3): seed 0 only, like the paper's single runs
+        setting = ev.search.model_dump(include=set(ScoreSetting.model_fields) - {"chunk"})
+        def study(name, kind, **kw) -> ScoreStudyTrial:
+            return ScoreStudyTrial(self.name, "none", None, name, 0, dataset, study=kind, score_setting=setting,
+                                   recipe=recipe, generator=generator, **kw)
+
+        draw = np.random.default_rng([config.random_seed, 0x57D])
+        out += [study(f"sample_{i + 1}", "sample", arch=nb201.to_string(nb201.from_index(int(j))))
+                for i, j in enumerate(draw.integers(0, nb201.N_ARCHS, ev.study_archs))]
+        if config.landscape_edges:
+            out.append(study("landscape", "landscape", search=found,
+                             landscape_edges=tuple(tuple(x) for x in config.landscape_edges)))
+        if config.enumeration:
+            out.append(study("enumeration", "enumeration", search=found))
+        return out
+
+    def collect(self, trial, cells):
+        """Tagged rows: ("row", ACC/ASR row), ("defense", defense row), ("study", (kind, studied cells))."""
+        results = [r for _, r in cells]
+        if isinstance(trial, ScoreStudyTrial):
+            if results and all(r is not None for r in results):
+                yield "study", (trial.study, study_rows(cells, trial))
+            return
+        step, last = cells[-1]
+        if last is None or step.stage in ("evas_search",):
+            return
+        if trial.defense:
+            yield "defense", {"row": trial.algorithm, "dataset": trial.dataset["name"], "seed": trial.seed,
+                              "defense": trial.defense, "result": defense_summary(last)}
+        else:
+            yield "row", {"row": trial.algorithm, "seed": trial.seed, "arch": last["arch"],
+                          "dataset": trial.dataset["name"], "scenario": trial.scenario, "fraction": trial.fraction,
+                          "acc": last["acc"], "asr": last["asr"]}
+
+
+def study_rows(cells, trial: ScoreStudyTrial) -> list[dict]:
+    """Score cells, each followed by its backdoor cell where the study attacks too; ``found`` marks the
+    search's own cell."""
+    rows, found = [], None
+    for step, r in cells:
+        if step.stage == "evas_search":
+            found = r
+        elif step.stage == "evas_score":
+            rows.append({"arch": r["arch"], "score": r["score"]})
+        else:
+            rows[-1].update(acc=r["acc"], asr=r["asr"])
+    if found is not None:
+        for row in rows:
+            row["found"] = row["arch"] == found["arch"]
+    return rows
+
+
+def defense_summary(r: dict) -> dict:
+    """The numbers the Evas Tables 4-5 layout shows (the full result stays in the cell)."""
+    if r["defense"] == "neural_cleanse":
+        return {"target_index": r["target_index"], "target_flagged": r["target_flagged"], "flagged": r["flagged"]}
+    if r["defense"] == "strip":
+        return {"auroc": r["auroc"], "auroc_all": r.get("auroc_all"), "auroc_successful": r.get("auroc_successful")}
+    return {"before": r["before"], "chosen": r["chosen"], "after": r["after_finetune"]}

@@ -1,0 +1,95 @@
+"""Paper Table 3: search on out-of-distribution datasets (the profile's ``ood``), each brought to the target
+shape, retrain on the profile's dataset. The in-distribution row is the poisoning family's clean search
+(one cell, shared)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pydantic import Field
+
+from naspoison.data.datasets import DatasetSpec
+from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_names, unknown
+from naspoison.families.poisoning import clean_trial
+from naspoison.families.searching import SearchTrial, accuracy
+
+
+class OodSearchConfig(FamilyConfig):
+    """Paper Table 3: search on out-of-distribution datasets (the profile's ``ood``), retrain on the profile's."""
+
+    algorithms: list[str] = Field(min_length=1)
+
+
+class OodProfile(FamilyConfig):
+    """The out-of-distribution search sources of a profile, brought to ``shape`` (the target's [H, W, C])."""
+
+    datasets: list[DatasetSpec] = Field(default_factory=list)
+    shape: list[int] | None = Field(None, min_length=3, max_length=3, description="[H, W, C] of the target images")
+
+
+def source_name(ds) -> str:
+    """A search source's row name: the dataset's name, or the file's stem for a user's .npz."""
+    from pathlib import Path
+
+    return Path(ds.path).stem if ds.name == "npz" and ds.path else ds.name
+
+
+class OodSearch(Family):
+    name = "ood_search"
+    Config = OodSearchConfig
+    doc = OodSearchConfig.__doc__
+    profile_fields = {"ood": (OodProfile, OodProfile)}
+
+    def validate(self, config: OodSearchConfig, suite) -> list:
+        from naspoison.nas import ALGORITHMS
+
+        return check_names(("families", self.name, "algorithms"), config.algorithms, list(ALGORITHMS))
+
+    def profile_problems(self, config: OodSearchConfig, name: str, profile) -> list:
+        from naspoison.data.datasets import DATASETS
+
+        if config is None:  # the block is only read when the family is declared
+            return []
+        at = ("profiles", name)
+        out = []
+        if not profile.ood.datasets:
+            out.append((at, "the ood_search family needs ood.datasets (the search sources) in every profile"))
+        for i, ds in enumerate(profile.ood.datasets):
+            if ds.name not in DATASETS:
+                out.append((at + ("ood", "datasets", i, "name"), unknown("dataset", ds.name, DATASETS)))
+        shape = profile.ood.shape
+        if shape is not None and (min(shape[:2]) <= 0 or shape[2] not in (1, 3)):
+            out.append((at + ("ood", "shape"), f"{shape}: need [H, W, C] with C 1 or 3"))
+        return out
+
+    def uses(self, config: OodSearchConfig) -> tuple[set[str], set[str]]:
+        return set(), set(config.algorithms)
+
+    def expand(self, config: OodSearchConfig, ctx: ExpandContext) -> list[SearchTrial]:
+        from naspoison import stages
+
+        ood, out = ctx.profile.ood, []
+        for alg in config.algorithms:
+            for seed in ctx.seeds:
+                out.append(replace(clean_trial(ctx, alg, seed), family=self.name))
+                for ds in ood.datasets:
+                    sds = {**ds.model_dump(), "resize": ood.shape or ds.resize}
+                    out.append(SearchTrial(self.name, source_name(ds), None, alg, seed, ctx.dataset,
+                                           search=stages.search_spec(alg, ctx.algorithm_params(alg), sds, seed, None),
+                                           recipe=ctx.recipe, search_dataset=sds))
+        return out
+
+    def collect(self, trial: SearchTrial, cells):
+        from naspoison.report.analysis import TrialAccuracy
+
+        acc = accuracy(cells)
+        if acc is not None:
+            yield TrialAccuracy(trial.row, trial.budget, trial.algorithm, trial.seed, acc)
+
+    def sections(self, collected) -> dict:
+        from naspoison.report.ood import ood_section
+
+        rows = collected.of(self.name)
+        if not rows:
+            return {}
+        target = next(DatasetSpec.model_validate(t.dataset) for t in collected.trials if t.family == self.name)
+        return {"ood": ood_section(rows, collected.of("random_baseline"), source_name(target))}

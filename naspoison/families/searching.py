@@ -1,0 +1,57 @@
+"""The trial of every search-then-retrain family (poisoning, random baseline, OOD search, defended search):
+(poison →) (sanitize →) search → train on clean data.
+
+Its poison and search specs are known from the suite; its train spec only once the search has a genotype,
+because identical genotypes with the same recipe and seed are trained once (the train key holds the
+genotype, not the search key).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from naspoison.families.base import Step, Steps, Trial
+
+
+@dataclass(frozen=True)
+class SearchTrial(Trial):
+    poison: dict | None = field(default=None, repr=False)    # poison cell spec; None: clean data
+    search: dict = field(default=None, repr=False)          # search cell spec
+    recipe: dict = field(default=None, repr=False)          # retraining recipe
+    search_dataset: dict | None = field(default=None, repr=False)  # where the search reads, if not ``dataset``
+    sanitize: dict | None = field(default=None, repr=False)        # a countermeasure applied before the search
+    victims: tuple[Trial, ...] = field(default=(), repr=False)     # a NAS-aware attack's victim trials
+
+    @property
+    def requires(self) -> tuple[Trial, ...]:
+        return self.victims
+
+    @property
+    def countermeasure(self) -> str | None:
+        return None if self.sanitize is None else self.sanitize["params"]["defense"]
+
+    @property
+    def label(self) -> str:
+        row = self.row if self.budget is None else f"{self.row}@{self.budget:g}"
+        row = row if self.sanitize is None else f"{self.countermeasure}+{row}"
+        return f"{self.family}/{row}/{self.algorithm}/seed={self.seed}"
+
+    def steps(self) -> Steps:
+        from naspoison import stages
+
+        ds = self.dataset
+        if self.poison is not None:
+            yield Step(self.poison, ds)
+        if self.sanitize is not None:
+            yield Step(self.sanitize, ds, {"poison": self.poison})
+        found = yield Step(self.search, self.search_dataset or ds, {"poison": self.poison, "sanitize": self.sanitize})
+        if found is None:
+            return
+        yield Step(stages.train_spec(found["genotype"], self.recipe, ds, self.seed), ds)
+
+
+def accuracy(cells) -> float | None:
+    """The retrained network's test accuracy in percent, None while its train cell is missing."""
+
+    then = {"search": "train"}
+    step, result = cells[-1]
+    return 100.0 * result["test_acc"] if result is not None and step.stage == "train" else None
