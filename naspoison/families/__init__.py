@@ -17,6 +17,16 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (Poisoning(), RandomBaseline()
                                                    MetricSensitivity(), EvasSearch(), EvasEval())}
 
 
+def register(family: Family) -> Family:
+    """Add a family defined outside this package (suites read afterwards may declare it)."""
+    if not isinstance(family, Family):
+        raise TypeError(f"{family!r} is not a naspoison.families.Family")
+    if family.name in FAMILIES:
+        raise ValueError(f"a family named {family.name!r} is already registered")
+    FAMILIES[family.name] = family
+    return family
+
+
 def get(name: str) -> Family:
     if name not in FAMILIES:
         from naspoison.suite.yamlio import did_you_mean
@@ -25,4 +35,4 @@ def get(name: str) -> Family:
     return FAMILIES[name]
 
 
-__all__ = ["FAMILIES", "Collected", "ExpandContext", "Family", "FamilyConfig", "Step", "Trial", "get", "walk"]
+__all__ = ["FAMILIES", "Collected", "ExpandContext", "Family", "FamilyConfig", "Step", "Trial", "get", "register", "walk"]

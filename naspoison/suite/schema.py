@@ -5,6 +5,7 @@ combinations by :func:`_semantic_problems`. Every problem is reported with file,
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args
 
@@ -49,25 +50,26 @@ class ProfileBase(_Strict):
     slurm: SlurmResources = Field(default_factory=SlurmResources)
 
 
-def _profile_blocks() -> dict:
+def suite_model() -> type[BaseModel]:
+    """The suite file's pydantic model for the families registered now (built once per registry state, so a
+    family registered at run time, ``naspoison.families.register``, is part of the suites read after it)."""
+    return _suite_model(tuple(FAMILIES.items()))
+
+
+@lru_cache(maxsize=4)
+def _suite_model(families: tuple) -> type[BaseModel]:
     blocks: dict = {}
-    for fam in FAMILIES.values():
+    for _, fam in families:
         for name, (typ, factory) in fam.profile_fields.items():
             if name in blocks or name in ProfileBase.model_fields:
                 raise TypeError(f"family {fam.name} declares profile block {name!r} a second time")
             blocks[name] = (typ, Field(default_factory=factory))
-    return blocks
-
-
-Families = create_model("Families", __base__=_Strict, __doc__="The families a suite declares (naspoison.families).",
-                        **{name: (fam.Config | None, None) for name, fam in FAMILIES.items()})
-Profile = create_model("Profile", __base__=ProfileBase, __doc__=ProfileBase.__doc__, **_profile_blocks())
-
-
-class SuiteModel(_Strict):
-    version: int = Field(description=f"the suite format; this naspoison reads version {SUITE_VERSION}")
-    families: Families
-    profiles: dict[str, Profile] = Field(min_length=1)
+    fams = create_model("Families", __base__=_Strict, __doc__="The families a suite declares (naspoison.families).",
+                        **{name: (fam.Config | None, None) for name, fam in families})
+    profile = create_model("Profile", __base__=ProfileBase, __doc__=ProfileBase.__doc__, **blocks)
+    return create_model("SuiteModel", __base__=_Strict,
+                        version=(int, Field(description=f"the suite format; this naspoison reads version {SUITE_VERSION}")),
+                        families=(fams, ...), profiles=(dict[str, profile], Field(min_length=1)))
 
 
 def _field_names(model: type[BaseModel], seen: set) -> set[str]:
@@ -90,10 +92,10 @@ def _types_in(annotation) -> list:
 
 def pydantic_problems(err: ValidationError) -> list[tuple[tuple, str]]:
     """Pydantic's errors in the suite's words; an unknown key suggests the nearest key of any block."""
-    return validation_problems(err, _field_names(SuiteModel, set()))
+    return validation_problems(err, _field_names(suite_model(), set()))
 
 
-def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
+def _semantic_problems(m) -> list[tuple[tuple, str]]:
     """Every family's own checks, then what holds for every suite: its version, at least one family, and
     profiles that name known datasets and only set parameters of components some family uses."""
     out: list[tuple[tuple, str]] = []
@@ -154,7 +156,7 @@ class Suite:
         if not isinstance(data, dict):
             raise SuiteError([(str(self.path), 1, "", "the top level must be a mapping")])
         try:
-            self.model = SuiteModel.model_validate(data)
+            self.model = suite_model().model_validate(data)
         except ValidationError as e:
             self._raise(pydantic_problems(e))
         problems = _semantic_problems(self.model)
@@ -198,7 +200,7 @@ class Suite:
     def _raise(self, problems: list[tuple[tuple, str]]):
         raise SuiteError([(str(self.path), line_of(self.lines, loc), dotted(loc), msg) for loc, msg in problems])
 
-    def profile(self, name: str) -> Profile:
+    def profile(self, name: str) -> ProfileBase:
         if name not in self.model.profiles:
             raise SuiteError([(str(self.path), line_of(self.lines, ("profiles",)), "profiles",
                                f"no profile {name!r}{did_you_mean(name, self.model.profiles)}")])
