@@ -14,6 +14,9 @@ from naspoison.families.base import Step, Steps, Trial
 
 @dataclass(frozen=True)
 class SearchTrial(Trial):
+    """A search (on poisoned, sanitized or out-of-distribution data, or clean) and the retraining of its find."""
+
+    then = {"search": "train"}
     poison: dict | None = field(default=None, repr=False)    # poison cell spec; None: clean data
     search: dict = field(default=None, repr=False)          # search cell spec
     recipe: dict = field(default=None, repr=False)          # retraining recipe
@@ -51,7 +54,5 @@ class SearchTrial(Trial):
 
 def accuracy(cells) -> float | None:
     """The retrained network's test accuracy in percent, None while its train cell is missing."""
-
-    then = {"search": "train"}
     step, result = cells[-1]
     return 100.0 * result["test_acc"] if result is not None and step.stage == "train" else None
