@@ -64,9 +64,9 @@ def _header(c) -> str:
 
 
 # ----------------------------------------------------------------------------- Markdown
-X
+_MD_ANYWHERE = re.compile(r"([\\`*|\[\]<~&$])")  # code, emphasis, table, links, html, strikethrough, math
 _MD_WORD_EDGE = re.compile(r"(?<!\w)_|_(?!\w)")     # emphasis; "a_b" inside a word is plain text
-_MD_LEADING = re.compile(r"^([-+]|#+|\d+[.)])(?=\s)")  # a list or heading at a line's start (notes, titles)
+_MD_LEADING = re.compile(r"^(>|[-+]|#+|\d+[.)])(?=\s)")  # a quote, list or heading at a line's start
 _MD_TRAILING = re.compile(r"(#+)$")                 # a heading's closing sequence
 
 
@@ -74,7 +74,8 @@ def md(s: str) -> str:
     """Text as Markdown (GFM) that shows it literally, inside a table entry, a heading or a list item."""
     s = " ".join(s.split())
     s = _MD_WORD_EDGE.sub(r"\\_", _MD_ANYWHERE.sub(r"\\\1", s))
-    s = _MD_LEADING.sub(lambda m: (g := m.group(1))[:-1] + "\\" + g[-1] if g[0].isdigit() else "\\" + g, s)
+    s = _MD_LEADING.sub(lambda m: re.sub(r"([^\d])$", r"\\\1", m.group(1)) if m.group(1)[0].isdigit()
+                        else "\\" + m.group(1), s)
     return _MD_TRAILING.sub(lambda m: "\\" + "\\".join(m.group(1)), s)
 
 
@@ -174,20 +175,37 @@ def console_table(t: Table):
     out = RichTable(title=Text(t.title), caption=Text("\n".join(t.notes)) if t.notes else None,
                     caption_justify="left", show_header=bool(t.columns))
     for c in t.columns:
-        out.add_column(Text(f"{c.group}\n{c.name}" if c.group else c.name), justify="left" if c.left else "right",
-                       no_wrap=t.ruled)
+        out.add_column(Text(f"{c.group}\n{c.name}" if c.group else c.name), justify="left" if c.left else "right")
     for i, row in enumerate(t.rows):
         last = i + 1 == len(t.rows) or (t.ruled and bool(t.rows[i + 1][0].text))
         out.add_row(*(_text(e) for e in row), end_section=t.ruled and last)
     return out
 
 
+class _Fitted:
+    """A table in its wide layout where the terminal is wide enough for it, else folded (``Table.long``)."""
+
+    def __init__(self, t: Table):
+        self.wide, self.long = console_table(t), console_table(t.long())
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.long)
+
+    def __rich_console__(self, console, options):
+        from rich.measure import Measurement
+
+        natural = Measurement.get(console, options.update_width(10**6), self.wide).maximum
+        yield self.wide if natural <= options.max_width else self.long
+
+
 def to_console(report: dict, compact: bool = False):
-    """``compact``: grouped columns folded into rows (the poisoning table one row per (attack, budget,
-    algorithm)), for a narrow terminal; the wide layout wraps every row into three lines at 80 columns."""
+    """Each table wide where the terminal fits it, else with its grouped columns folded into rows (the
+    poisoning table one row per (attack, budget, algorithm)); ``compact``: folded everywhere."""
     from rich.console import Group
 
-    return Group(*(console_table(t.long() if compact else t) for t in tables(report)))
+    return Group(*(console_table(t.long()) if compact else _Fitted(t) for t in tables(report)))
 
 
 FORMATS = {"json": to_json, "csv": to_csv, "md": to_markdown, "tex": to_latex}
