@@ -172,6 +172,10 @@ def console_table(t: Table):
     from rich.table import Table as RichTable
     from rich.text import Text
 
+    if not t.columns:  # rich draws nothing at all for a table without columns, caption included
+        from rich.console import Group
+
+        return Group(Text(t.title, style="italic", justify="center"), *(Text(n) for n in t.notes))
     out = RichTable(title=Text(t.title), caption=Text("\n".join(t.notes)) if t.notes else None,
                     caption_justify="left", show_header=bool(t.columns))
     for c in t.columns:
