@@ -179,8 +179,8 @@ def _defense_tables(d: dict) -> list[Table]:
         out.append(Table("Backdoor detection (Evas Table 4)",
                          [Column("dataset", left=True), Column("architecture", left=True),
                           Column("NC anomaly index of the target"), Column("NC flags the target"), Column("STRIP AUROC")],
-                         rows, ["Neural Cleanse flags a class whose mask L1 is below the median with anomaly index > 2; "
-                                "STRIP's AUROC separates triggered from clean inputs by blend entropy (0.5 = chance)."]))
+                         rows, [("Neural Cleanse flags a class whose mask L1 is below the median with anomaly index > 2; "
+                                 "STRIP's AUROC separates triggered from clean inputs by blend entropy (0.5 = chance).")]))
     if "fine_pruning" in d:
         stages = (("before", "before"), ("chosen", "pruned"), ("after", "fine-tuned"))
         out.append(Table("Fine-Pruning (Evas Table 5)",
@@ -207,9 +207,9 @@ def _study_tables(st: dict) -> list[Table]:
         s = st["sample"]
         out.append(Table("Score vs attack (Evas Figure 2)", [Column("cell", left=True), *scored],
                          [[Entry(r["arch"], code=True), *_attacked(r)] for r in sorted(s["rows"], key=lambda r: r["score"])],
-                         [f"Spearman ρ of score with ASR {_fmt_rho(s['spearman_score_asr'])}; with ACC "
-                          f"{_fmt_rho(s['spearman_score_acc'])} (lower score = predicted more exploitable: a negative ρ "
-                          "with ASR agrees with the paper)."]))
+                         [(f"Spearman ρ of score with ASR {_fmt_rho(s['spearman_score_asr'])}; with ACC "
+                           f"{_fmt_rho(s['spearman_score_acc'])} (lower score = predicted more exploitable: a negative "
+                           "ρ with ASR agrees with the paper).")]))
     if "landscape" in st:
         from naspoison.spaces import nb201
 

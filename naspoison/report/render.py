@@ -103,6 +103,8 @@ _TEX = str.maketrans({
     "\\": r"\textbackslash{}", "%": r"\%", "&": r"\&", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}", "<": r"\textless{}",
     ">": r"\textgreater{}", "\n": " ",
+    # braced so that an entry starting a row is not read as the preceding \\'s [length] or * argument
+    "[": "{[}", "]": "{]}", "*": "{*}",
     # the symbols the tables use, so that the fragment compiles under pdflatex as well
     "±": r"$\pm$", "−": r"$-$", "Δ": r"$\Delta$", "κ": r"$\kappa$", "ρ": r"$\rho$", "α": r"$\alpha$",
     "∞": r"$\infty$", "·": r"$\cdot$", "×": r"$\times$", "≤": r"$\le$", "≥": r"$\ge$", "†": r"\dag{}",
