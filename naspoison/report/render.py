@@ -181,7 +181,8 @@ def console_table(t: Table):
     out = RichTable(title=Text(t.title), caption=Text("\n".join(t.notes)) if t.notes else None,
                     caption_justify="left", show_header=bool(t.columns))
     for c in t.columns:
-        out.add_column(Text(f"{c.group}\n{c.name}" if c.group else c.name), justify="left" if c.left else "right")
+        out.add_column(Text(f"{c.group}\n{c.name}" if c.group else c.name), justify="left" if c.left else "right",
+                       overflow="fold")  # an architecture string has no space to wrap at: fold, never cut
     for i, row in enumerate(t.rows):
         last = i + 1 == len(t.rows) or (t.ruled and bool(t.rows[i + 1][0].text))
         out.add_row(*(_text(e) for e in row), end_section=t.ruled and last)
