@@ -60,15 +60,10 @@ def _writable_store(path: str) -> ResultStore:
 
 
 def _console_report(con, report: dict) -> None:
-    """The report's tables; the compact layout when the wide one does not fit the terminal."""
-    from rich.measure import Measurement
-
+    """The report's tables, each folded into the compact layout where the terminal is too narrow for it."""
     from naspoison.report.render import to_console
 
-    wide = to_console(report)
-    if Measurement.get(con, con.options.update_width(10**6), wide).maximum > con.width:
-        wide = to_console(report, compact=True)
-    con.print(wide)
+    con.print(to_console(report))
 
 
 def _console():

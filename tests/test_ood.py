@@ -71,7 +71,7 @@ def test_ood_family_searches_on_the_source_and_retrains_on_the_target(tmp_path):
     assert all("resize" not in r.spec["params"]["dataset"] for r in searches if r not in ood)
     assert all(r.spec["params"]["dataset"]["name"] == "digits" for r in records if r.stage == "train")
     report = json.loads((tmp_path / "reports/tiny/report.json").read_text())
-    rows = {(r["search_dataset"], r["algorithm"]): r for r in report["ood"]["rows"]}
+    rows = {(r["source"], r["algorithm"]): r for r in report["ood"]["rows"]}
     assert set(rows) == {(d, a) for d in ("digits", "photo_patches") for a in ("random", "tenas")}
     # random reads no data: its architectures, hence accuracies, are those of the in-distribution row
     assert rows["photo_patches", "random"]["mean"] == rows["digits", "random"]["mean"]

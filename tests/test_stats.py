@@ -117,7 +117,7 @@ def test_renderers_mark_significant_cells():
 def test_a_run_where_no_attack_moves_anything_says_so():
     """The paper's table has significant cells: no such note. The same rows with every poisoned accuracy at the
     no-attack level (nothing can test significant): the note, with the number of tests behind it."""
-    from naspoison.report.render import footnotes
+    from naspoison.report.analysis import notes as footnotes
 
     paper = analyse(_paper_trials(), [96.73] * 10)
     assert not any("No attack significantly lowered" in n for n in footnotes(paper))

@@ -11,10 +11,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from naspoison.attacks import NO_ATTACK
-from naspoison.report.stats import Summary, benjamini_hochberg, effect_size, welch_less
-
-ALPHA = 0.05
+from naspoison.attacks import ATTACKS, NO_ATTACK
+from naspoison.report.stats import ALPHA, Summary, correct, effect_size, lower_test, rounded, significance_legend
+from naspoison.report.table import Column, Entry, Table, pm
 
 
 @dataclass(frozen=True)
@@ -24,13 +23,6 @@ class TrialAccuracy:
     algorithm: str
     seed: int
     accuracy: float  # percent
-
-
-def _r(x, nd=6):
-    """Round for the committed JSON, so the last ulp of a library version cannot change it."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return None
-    return round(float(x), nd)
 
 
 def analyse(trials: list[TrialAccuracy], baseline: list[float], alpha: float = ALPHA) -> dict:
@@ -51,35 +43,18 @@ def analyse(trials: list[TrialAccuracy], baseline: list[float], alpha: float = A
             row = {"attack": attack, "budget": budget, "algorithm": alg, "n": s.n, "mean": s.mean, "std": s.std,
                    "delta_imp": s.mean - base.mean if base.n else None}
             if attack != NO_ATTACK:
-                w = welch_less(s, clean)
-                row["test"] = {**w.to_dict(), "q": None, "significant": False}
+                row["test"] = lower_test(s, clean)
                 row["effect"] = effect_size(s, clean).to_dict()
             alg_rows.append(row)
-        tested = [r for r in alg_rows if "test" in r and r["test"]["p"] is not None]
-        q = benjamini_hochberg([r["test"]["p"] for r in tested])
-        for r, qv in zip(tested, q):
-            r["test"]["q"] = float(qv)
-            r["test"]["significant"] = bool(qv <= alpha)
-        corrections[alg] = {"method": "Benjamini-Hochberg", "alpha": alpha, "n_tests": len(tested),
-                            "untestable": sum(1 for r in alg_rows if "test" in r and r["test"]["p"] is None)}
+        corrections[alg] = correct(alg_rows, alpha)
         rows += alg_rows
-    return _rounded({
+    return rounded({
         "baseline": {"n": base.n, "mean": base.mean, "std": base.std},
         "algorithms": algorithms,
         "rows": rows,
         "corrections": corrections,
         "test": "one-sided Welch t-test, H0: poisoning does not lower accuracy (vs the same algorithm's no-attack cells)",
     })
-
-
-def _rounded(obj):
-    if isinstance(obj, dict):
-        return {k: _rounded(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_rounded(v) for v in obj]
-    if isinstance(obj, float):
-        return _r(obj)
-    return obj
 
 
 def read_trials_csv(path: str | Path) -> tuple[list[TrialAccuracy], list[float]]:
@@ -110,3 +85,76 @@ def read_trials_csv(path: str | Path) -> tuple[list[TrialAccuracy], list[float]]
             except (ValueError, TypeError) as e:
                 raise ValueError(f"{path}:{line}: {e}") from None
     return trials, baseline
+
+
+# ----------------------------------------------------------------------------- the table
+def attack_title(name: str) -> str:
+    if name == NO_ATTACK:
+        return "No attack"
+    cls = ATTACKS.get(name)
+    return getattr(cls, "title", name.replace("_", " ").capitalize())
+
+
+def budget_text(b) -> str:
+    return "-" if b is None else f"{b * 100:g}%"
+
+
+def acc_text(r: dict) -> str:
+    return "nan" if r["mean"] is None else pm(r)
+
+
+def dimp_text(r: dict) -> str:
+    return "-" if r.get("delta_imp") is None else f"{r['delta_imp']:.2f}"
+
+
+def is_significant(r: dict) -> bool:
+    return bool(r.get("test", {}).get("significant"))
+
+
+def acc_dimp(r: dict | None) -> list[Entry]:
+    """A row's Acc. and ΔImp. entries, both marked when its test is significant."""
+    if r is None:
+        return [Entry("-"), Entry("-")]
+    return [Entry(acc_text(r), is_significant(r)), Entry(dimp_text(r), is_significant(r))]
+
+
+def acc_dimp_columns(algorithms: list[str]) -> list[Column]:
+    return [Column(name, group=a) for a in algorithms for name in ("Acc.", "ΔImp.")]
+
+
+def notes(t: dict, row_name=lambda r: f"{attack_title(r['attack'])} {budget_text(r['budget'])}",
+          nothing: str = "No attack") -> list[str]:
+    """Under a table of ``analyse``'s layout: the baseline, what a mark means, the corrections, the untestable
+    rows (named by ``row_name``), and, when no test is significant, that this run shows no effect."""
+    b = t["baseline"]
+    out = [f"Random-sampling baseline: {b['mean']:.2f} ± {b['std']:.2f} (n = {b['n']}); ΔImp = Acc. − baseline."
+           if b["n"] else "Random-sampling baseline: none in the store, so no ΔImp.",
+           significance_legend(t["test"], t["corrections"]), *correction_notes(t["corrections"])]
+    for r in t["rows"]:
+        reason = r.get("test", {}).get("untestable")
+        if reason:
+            out.append(f"untestable: {row_name(r)} × {r['algorithm']}: {reason}")
+    tested = [r for r in t["rows"] if r.get("test") and not r["test"].get("untestable")]
+    if tested and not any(r["test"].get("significant") for r in tested):
+        # said outright, so that a small run (the demo) is not read as evidence of robustness
+        out.append(f"{nothing} significantly lowered any algorithm's accuracy here ({len(tested)} tests): at this "
+                   f"scale (seeds, epochs, data) the run shows the pipeline, not the paper's effects.")
+    return out
+
+
+def correction_notes(corrections: dict) -> list[str]:
+    return [f"{alg}: BH over {c['n_tests']} tests; {c['untestable']} untestable." for alg, c in corrections.items()]
+
+
+def tables(report: dict) -> list[Table]:
+    """The paper's Table 1: rows = (attack, budget), (Acc., ΔImp.) per algorithm; read from the report's top
+    level, where ``analyse`` puts it."""
+    algs = report["algorithms"]
+    grid: dict[tuple, dict[str, dict]] = {}
+    for r in report["rows"]:
+        grid.setdefault((r["attack"], r["budget"]), {})[r["algorithm"]] = r
+    rows = [[Entry(attack_title(attack)), Entry(budget_text(budget)), *(e for a in algs for e in acc_dimp(by.get(a)))]
+            for (attack, budget), by in grid.items()]
+    columns = [Column("Poisoning attack", left=True), Column("p"), *acc_dimp_columns(algs)]
+    return [Table("Robustness of NAS to data poisoning", columns, rows, notes(report), group_name="algorithm",
+                  label="poisoning")]

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 
-from naspoison.report.stats import Summary, benjamini_hochberg, welch_less
+from naspoison.report.stats import ALPHA, Summary, benjamini_hochberg, welch_less
 
-ALPHA = 0.05
 SECTIONS = ("rows", "defended", "ood")  # where a report keeps per-row summaries
 
 
 def _row_id(section: str, row: dict) -> tuple:
-    extra = row.get("defense") or row.get("search_dataset") or ""
+    extra = row.get("defense") or row.get("source") or ""  # an OOD row's search dataset
     return (section, row.get("algorithm"), row.get("attack"), row.get("budget"), extra)
 
 

@@ -6,6 +6,8 @@ import statistics
 
 import numpy as np
 
+from naspoison.report.table import Column, Entry, Table, pm
+
 ROW_TITLES = {"evas": "Evas", "resnet18": "ResNet18"}
 
 
@@ -31,18 +33,6 @@ def _rows(records: list[dict]) -> list[dict]:
         rows.append({"dataset": ds, "row": name, "title": row_title(name), "arch": mine[0]["arch"], "n": len(mine),
                      "acc": _ms([100 * r["acc"] for r in mine]), "asr": _ms([100 * r["asr"] for r in mine])})
     return rows
-
-
-def wide(rows: list[dict]) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
-    """The paper's layout: architectures as columns, (dataset, ACC | ASR) as rows; cells "mean ± sd"."""
-    titles = list(dict.fromkeys(r["title"] for r in rows))
-    out = []
-    for ds in dict.fromkeys(r["dataset"] for r in rows):
-        by = {r["title"]: r for r in rows if r["dataset"] == ds}
-        for metric in ("acc", "asr"):
-            cells = [f"{by[t][metric]['mean']:.2f} ± {by[t][metric]['std']:.2f}" if t in by else "-" for t in titles]
-            out.append((str(ds), metric.upper(), cells))
-    return titles, out
 
 
 def _spearman(x: list[float], y: list[float]) -> dict:
@@ -120,34 +110,6 @@ def defense_section(records: list[dict]) -> dict:
     return out
 
 
-def defense_markdown(d: dict) -> list[str]:
-    out = []
-    if "neural_cleanse" in d or "strip" in d:
-        out += ["", "### Backdoor detection (Evas Table 4)", "",
-                "| dataset | architecture | NC anomaly index of the target | NC flags the target | STRIP AUROC |",
-                "|---|---|---|---|---|"]
-        nc = {(r["dataset"], r["row"]): r for r in d.get("neural_cleanse", [])}
-        st = {(r["dataset"], r["row"]): r for r in d.get("strip", [])}
-        for key in dict.fromkeys(list(nc) + list(st)):
-            n, s = nc.get(key), st.get(key)
-            title = (n or s)["title"]
-            idx = "-" if not n else ("∞" if n["target_index"] is None else f"{n['target_index']['mean']:.2f} ± {n['target_index']['std']:.2f}")
-            flags = "-" if not n else f"{n['flagged']}/{n['n']}"
-            auroc = "-" if not s or not s["auroc"] else f"{s['auroc']['mean']:.3f} ± {s['auroc']['std']:.3f}"
-            out.append(f"| {key[0]} | {title} | {idx} | {flags} | {auroc} |")
-        legend = ("Neural Cleanse flags a class whose mask L1 is below the median with anomaly index > 2; "
-                  "STRIP's AUROC separates triggered from clean inputs by blend entropy (0.5 = chance).")
-        out += ["", legend]
-    if "fine_pruning" in d:
-        out += ["", "### Fine-Pruning (Evas Table 5)", "",
-                "| dataset | architecture | ACC before | ASR before | ACC pruned | ASR pruned | ACC fine-tuned | ASR fine-tuned |",
-                "|---|---|---|---|---|---|---|---|"]
-        for r in d["fine_pruning"]:
-            cells = [f"{r[st][k]['mean']:.2f}" for st in ("before", "chosen", "after") for k in ("acc", "asr")]
-            out.append(f"| {r['dataset']} | {r['title']} | " + " | ".join(cells) + " |")
-    return out
-
-
 def evas_table(records: list[dict], searches: list[dict], study: dict | None = None,
                defenses: list[dict] | None = None) -> dict:
     """``records``: {row, seed, arch, scenario, fraction, acc, asr} of evas_eval trials (scenario None: the
@@ -171,75 +133,96 @@ def evas_table(records: list[dict], searches: list[dict], study: dict | None = N
     return out
 
 
-def _md_table(rows: list[dict], cells_legend: bool = True) -> list[str]:
-    titles, body = wide(rows)
-    out = ["| dataset | metric (%) | " + " | ".join(titles) + " |", "|---|---|" + "---|" * len(titles)]
-    last = None
-    for ds, metric, cells in body:
-        out.append(f"| {ds if ds != last else ''} | {metric} | " + " | ".join(cells) + " |")
-        last = ds
-    seeds = ", ".join(f"{r['title']} {r['n']}" for r in rows if r["dataset"] == rows[0]["dataset"])
-    cells = "; ".join(f"{r['title']} `{r['arch']}`" for r in rows if r["dataset"] == rows[0]["dataset"])
-    return out + ["", f"Seeds: {seeds}." + (f" Cells: {cells}." if cells_legend else "")]
+# ----------------------------------------------------------------------------- the tables
+def tables(t: dict) -> list[Table]:
+    """Evas Table 1 (and Tables 2-3 and Figure 6's fine-tuning per treated scenario), the searches, Tables 4-5
+    (backdoor defenses), the score study (Figure 2, Figure 5, appendix A.3)."""
+    out = [_per_architecture("Evas: ACC and ASR per architecture (Evas Table 1)", t["rows"], [t["note"] + "."],
+                             with_cells=True)] if t["rows"] else []
+    out += [_per_architecture(sc["title"], sc["rows"], [], with_cells=False) for sc in t.get("scenarios", [])]
+    if t["searches"]:
+        out.append(Table("Evas search", [Column("seed"), Column("score"), Column("visits"), Column("distinct cells"),
+                                         Column("found cell", left=True)],
+                         [[Entry(str(s["seed"])), Entry(f"{s['score']:.4g}"), Entry(str(s["visited"])),
+                           Entry(str(s["distinct_archs"])), Entry(s["arch"], code=True)] for s in t["searches"]]))
+    return out + _defense_tables(t.get("defenses", {})) + _study_tables(t.get("study", {}))
 
 
-def markdown_lines(t: dict) -> list[str]:
-    out = ["", "## Evas: ACC and ASR per architecture (Evas Table 1)", "", *_md_table(t["rows"])]
-    for sc in t.get("scenarios", []):
-        out += ["", f"### {sc['title']}", "", *_md_table(sc["rows"], cells_legend=False)]
-    for s in t["searches"]:
-        out.append("")
-        out.append(f"Evas search seed {s['seed']}: score {s['score']:.4g} after {s['visited']} visits "
-                   f"({s['distinct_archs']} distinct cells), found `{s['arch']}`")
-    out += ["", t["note"] + "."]
-    return out + defense_markdown(t.get("defenses", {})) + study_markdown(t.get("study", {}))
+def _per_architecture(title: str, rows: list[dict], notes: list[str], with_cells: bool) -> Table:
+    """The paper's layout: architectures as columns, per dataset a row for ACC and ASR ("mean ± sd"), the
+    number of seeds and (Table 1) each architecture's cell."""
+    titles = list(dict.fromkeys(r["title"] for r in rows))
+    lines = [("ACC (%)", lambda r: Entry(pm(r["acc"]))), ("ASR (%)", lambda r: Entry(pm(r["asr"]))),
+             ("seeds", lambda r: Entry(str(r["n"])))] + ([("cell", lambda r: Entry(r["arch"], code=True))]
+                                                          if with_cells else [])
+    body = []
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        by = {r["title"]: r for r in rows if r["dataset"] == ds}
+        body += [[Entry(str(ds) if i == 0 else ""), Entry(name), *(f(by[a]) if a in by else Entry("-") for a in titles)]
+                 for i, (name, f) in enumerate(lines)]
+    return Table(title, [Column("dataset", left=True), Column("", left=True), *(Column(a) for a in titles)], body,
+                 notes)
+
+
+def _defense_tables(d: dict) -> list[Table]:
+    out = []
+    if "neural_cleanse" in d or "strip" in d:
+        nc = {(r["dataset"], r["row"]): r for r in d.get("neural_cleanse", [])}
+        st = {(r["dataset"], r["row"]): r for r in d.get("strip", [])}
+        rows = []
+        for key in dict.fromkeys(list(nc) + list(st)):
+            n, s = nc.get(key), st.get(key)
+            idx = "-" if not n else ("∞" if n["target_index"] is None else pm(n["target_index"]))
+            rows.append([Entry(str(key[0])), Entry((n or s)["title"]), Entry(idx),
+                         Entry("-" if not n else f"{n['flagged']}/{n['n']}"),
+                         Entry(pm(s["auroc"], nd=3) if s else "-")])
+        out.append(Table("Backdoor detection (Evas Table 4)",
+                         [Column("dataset", left=True), Column("architecture", left=True),
+                          Column("NC anomaly index of the target"), Column("NC flags the target"), Column("STRIP AUROC")],
+                         rows, [("Neural Cleanse flags a class whose mask L1 is below the median with anomaly index > 2; "
+                                 "STRIP's AUROC separates triggered from clean inputs by blend entropy (0.5 = chance).")]))
+    if "fine_pruning" in d:
+        stages = (("before", "before"), ("chosen", "pruned"), ("after", "fine-tuned"))
+        out.append(Table("Fine-Pruning (Evas Table 5)",
+                         [Column("dataset", left=True), Column("architecture", left=True),
+                          *(Column(f"{k.upper()} {name}") for _, name in stages for k in ("acc", "asr"))],
+                         [[Entry(str(r["dataset"])), Entry(r["title"]),
+                           *(Entry(f"{r[st][k]['mean']:.2f}") for st, _ in stages for k in ("acc", "asr"))]
+                          for r in d["fine_pruning"]], ["ACC and ASR in percent, mean over training seeds."]))
+    return out
 
 
 def _fmt_rho(c: dict) -> str:
     return "undefined" if c["rho"] is None else f"{c['rho']:+.3f} (p = {c['p']:.3g}, n = {c['n']})"
 
 
-def study_markdown(st: dict) -> list[str]:
-    from naspoison.spaces import nb201
+def _attacked(r: dict) -> list[Entry]:
+    return [Entry(f"{r['score']:.4g}"), Entry(f"{100 * r['acc']:.2f}"), Entry(f"{100 * r['asr']:.2f}")]
 
+
+def _study_tables(st: dict) -> list[Table]:
     out = []
+    scored = [Column("score"), Column("ACC (%)"), Column("ASR (%)")]
     if "sample" in st:
         s = st["sample"]
-        summary = (f"Spearman ρ of score with ASR {_fmt_rho(s['spearman_score_asr'])}; with ACC "
-                   f"{_fmt_rho(s['spearman_score_acc'])} (lower score = predicted more exploitable: a negative ρ with "
-                   "ASR agrees with the paper).")
-        out += ["", "### Score vs attack (Evas Figure 2)", "", summary, "", "| cell | score | ACC (%) | ASR (%) |",
-                "|---|---|---|---|"]
-        out += [f"| `{r['arch']}` | {r['score']:.4g} | {100 * r['acc']:.2f} | {100 * r['asr']:.2f} |"
-                for r in sorted(s["rows"], key=lambda r: r["score"])]
+        out.append(Table("Score vs attack (Evas Figure 2)", [Column("cell", left=True), *scored],
+                         [[Entry(r["arch"], code=True), *_attacked(r)] for r in sorted(s["rows"], key=lambda r: r["score"])],
+                         [(f"Spearman ρ of score with ASR {_fmt_rho(s['spearman_score_asr'])}; with ACC "
+                           f"{_fmt_rho(s['spearman_score_acc'])} (lower score = predicted more exploitable: a negative "
+                           "ρ with ASR agrees with the paper).")]))
     if "landscape" in st:
-        rows = st["landscape"]
+        from naspoison.spaces import nb201
+
+        rows, ops = st["landscape"], nb201.OPS
         found = next((r["arch"] for r in rows if r.get("found")), None)
-        ops = nb201.OPS
-        out += ["", "### Score landscape around the found cell (Evas Figure 5)", "",
-                f"Rows: the op on the first edge, columns: the op on the second (found cell `{found}`, marked *).", "",
-                "| | " + " | ".join(ops) + " |", "|---|" + "---|" * len(ops)]
-        for i, a in enumerate(ops):
-            cells = [f"{r['score']:.4g}" + ("*" if r.get("found") else "") for r in rows[i * len(ops):(i + 1) * len(ops)]]
-            out.append(f"| {a} | " + " | ".join(cells) + " |")
+        out.append(Table("Score landscape around the found cell (Evas Figure 5)",
+                         [Column("first edge", left=True), *(Column(op) for op in ops)],
+                         [[Entry(a), *(Entry(f"{r['score']:.4g}" + ("*" if r.get("found") else ""))
+                                       for r in rows[i * len(ops):(i + 1) * len(ops)])] for i, a in enumerate(ops)],
+                         [f"Rows: the op on the first edge, columns: the op on the second; * the found cell {found}."]))
     if "enumeration" in st:
-        out += ["", "### conv1x1 / conv3x3 on the found cell's conv edges (Evas appendix A.3)", "",
-                "| cell | score | ACC (%) | ASR (%) |", "|---|---|---|---|"]
-        out += [f"| `{r['arch']}`{' *' if r.get('found') else ''} | {r['score']:.4g} | {100 * r['acc']:.2f} | "
-                f"{100 * r['asr']:.2f} |" for r in st["enumeration"]]
+        out.append(Table("conv1x1 / conv3x3 on the found cell's conv edges (Evas appendix A.3)",
+                         [Column("cell", left=True), *scored, Column("found", left=True)],
+                         [[Entry(r["arch"], code=True), *_attacked(r), Entry("*" if r.get("found") else "")]
+                          for r in st["enumeration"]]))
     return out
-
-
-def latex_lines(t: dict) -> list[str]:
-    out = []
-    for title, rows in [("Evas Table 1", t["rows"])] + [(sc["title"], sc["rows"]) for sc in t.get("scenarios", [])]:
-        titles, body = wide(rows)
-        out += [f"% {title}", r"\begin{tabular}{ll" + "r" * len(titles) + "}", r"\toprule",
-                r"dataset & metric (\%) & " + " & ".join(titles) + r" \\", r"\midrule"]
-        for ds, metric, cells in body:
-            ds_tex = ds.replace("_", r"\_")
-            out.append(f"{ds_tex} & {metric} & " + " & ".join(c.replace("±", "$\\pm$") for c in cells) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", ""]
-    return out[:-1]
-
-

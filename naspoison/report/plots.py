@@ -55,7 +55,7 @@ def delta_imp(report: dict, path: Path) -> Path | None:
     rows = [r for r in report.get("rows", []) if r.get("delta_imp") is not None]
     if not rows or not available():
         return None
-    from naspoison.report.render import attack_title
+    from naspoison.report.analysis import attack_title
 
     plt = _pyplot()
     algs = report["algorithms"]
@@ -99,7 +99,7 @@ def metric_sensitivity(report: dict, path: Path) -> Path | None:
     t = report.get("sensitivity", {})
     if not t.get("rows") or not available():
         return None
-    from naspoison.report.render import attack_title
+    from naspoison.report.analysis import attack_title
     from naspoison.report.sensitivity import TITLES
 
     plt = _pyplot()

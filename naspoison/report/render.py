@@ -1,77 +1,51 @@
-"""The poisoning table in every output format, laid out like the paper's Table 1:
-rows = (attack, budget), a column pair (Acc., ΔImp) per algorithm, significant cells marked.
+"""Every report format from one list of tables: each section module turns its part of report.json into
+:class:`~naspoison.report.table.Table` s (``SECTIONS``), and one renderer per format writes them, with
+one escaping function per format (``md``, ``tex``; the console takes rich ``Text``, which is never
+parsed as markup).
 
-Marks: bold + underline in LaTeX and on a terminal, ``**…**†`` in Markdown, a ``significant``
-column in CSV. Untestable cells and the number of tests per correction are stated under the table.
+Marks: a significant entry is bold + underlined with ``stats.MARK`` after it (``**…**†`` in Markdown);
+CSV has a ``significant`` column. CSV and JSON are the data (CSV: the poisoning rows), not the tables.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
+from collections.abc import Callable
 
-from naspoison.attacks import ATTACKS, NO_ATTACK
+from naspoison.report import analysis, defended, evas, ood, sensitivity
+from naspoison.report.stats import MARK
+from naspoison.report.table import Entry, Table
 
-MARK = "†"
-
-
-def attack_title(name: str) -> str:
-    if name == NO_ATTACK:
-        return "No attack"
-    cls = ATTACKS.get(name)
-    return getattr(cls, "title", name.replace("_", " ").capitalize())
-
-
-def _budget(b) -> str:
-    return "-" if b is None else f"{b * 100:g}%"
-
-
-def _grid(report: dict):
-    """(attack, budget) -> algorithm -> row, in the paper's row order."""
-    grid: dict[tuple, dict[str, dict]] = {}
-    for r in report["rows"]:
-        grid.setdefault((r["attack"], r["budget"]), {})[r["algorithm"]] = r
-    return grid
+# report.json key -> its tables, in the order every format shows them; "poisoning" is the report's
+# top-level keys (the layout report.json has always had), every other section is report[key]
+SECTIONS: dict[str, Callable[[dict], list[Table]]] = {
+    "poisoning": analysis.tables,
+    "evas": evas.tables,
+    "defended": defended.tables,
+    "ood": ood.tables,
+    "sensitivity": sensitivity.tables,
+}
 
 
-def _acc(r: dict) -> str:
-    return "nan" if r["mean"] is None else f"{r['mean']:.2f} ± {r['std']:.2f}"
+def section_data(report: dict, key: str) -> dict | None:
+    if key == "poisoning":  # a suite without the poisoning family (only analyses) has no Table 1
+        return report if "algorithms" in report and report.get("rows") else None
+    return report.get(key)
 
 
-def _dimp(r: dict) -> str:
-    return "-" if r.get("delta_imp") is None else f"{r['delta_imp']:.2f}"
+def tables(report: dict) -> list[Table]:
+    return [t for key, fn in SECTIONS.items() if (data := section_data(report, key)) for t in fn(data)]
 
 
-def _sig(r: dict) -> bool:
-    return bool(r.get("test", {}).get("significant"))
-
-
-def footnotes(report: dict) -> list[str]:
-    b = report["baseline"]
-    notes = [f"Random-sampling baseline: {b['mean']:.2f} ± {b['std']:.2f} (n = {b['n']}); ΔImp = Acc. − baseline."
-             if b["n"] else "Random-sampling baseline: none in the store, so no ΔImp."]
-    notes.append(f"{MARK} significant: {report['test']}; Benjamini–Hochberg per algorithm, α = "
-                 f"{next(iter(report['corrections'].values()), {}).get('alpha', 0.05)}.")
-    for alg, c in report["corrections"].items():
-        notes.append(f"{alg}: BH over {c['n_tests']} tests; {c['untestable']} cells untestable.")
-    for r in report["rows"]:
-        reason = r.get("test", {}).get("untestable")
-        if reason:
-            notes.append(f"untestable: {attack_title(r['attack'])} {_budget(r['budget'])} × {r['algorithm']}: {reason}")
-    tested = [r for r in report["rows"] if r.get("test") and not r["test"].get("untestable")]
-    if tested and not any(r["test"].get("significant") for r in tested):
-        # said outright, so that a small run (the demo) is not read as evidence of robustness
-        notes.append(f"No attack significantly lowered any algorithm's accuracy here ({len(tested)} tests): at this "
-                     f"scale (seeds, epochs, data) the run shows the pipeline, not the paper's effects.")
-    return notes
-
-
+# ----------------------------------------------------------------------------- data formats
 def to_json(report: dict) -> str:
     return json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
 def to_csv(report: dict) -> str:
-    """The poisoning rows (the Evas table is in the JSON, Markdown and LaTeX reports)."""
+    """The poisoning rows (the other sections are in the JSON, Markdown and LaTeX reports)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["attack", "budget", "algorithm", "n", "acc_mean", "acc_std", "delta_imp", "t", "df", "p", "q",
@@ -85,163 +59,160 @@ def to_csv(report: dict) -> str:
     return buf.getvalue()
 
 
-def _evas_md(report: dict) -> list[str]:
-    """The sections after the poisoning table: Evas, out-of-distribution search, metric sensitivity."""
-    from naspoison.report import defended, evas, ood, sensitivity
-
-    return ((evas.markdown_lines(report["evas"]) if "evas" in report else [])
-            + (defended.markdown_lines(report["defended"]) if "defended" in report else [])
-            + (ood.markdown_lines(report["ood"]) if "ood" in report else [])
-            + (sensitivity.markdown_lines(report["sensitivity"]) if "sensitivity" in report else []))
+def _header(c) -> str:
+    return f"{c.group} {c.name}" if c.group else c.name
 
 
-def _has_poisoning_rows(report: dict) -> bool:
-    """A suite without the poisoning family (e.g. only ood_search) has no Table 1 to print."""
-    return "algorithms" in report and bool(report.get("rows"))
+# ----------------------------------------------------------------------------- Markdown
+_MD_ANYWHERE = re.compile(r"([\\`*|\[\]<~&$])")  # code, emphasis, table, links, html, strikethrough, math
+_MD_WORD_EDGE = re.compile(r"(?<!\w)_|_(?!\w)")     # emphasis; "a_b" inside a word is plain text
+_MD_LEADING = re.compile(r"^(>|[-+]|#+|\d+[.)])(?=\s)")  # a quote, list or heading at a line's start
+_MD_TRAILING = re.compile(r"(#+)$")                 # a heading's closing sequence
+
+
+def md(s: str) -> str:
+    """Text as Markdown (GFM) that shows it literally, inside a table entry, a heading or a list item."""
+    s = " ".join(s.split())
+    s = _MD_WORD_EDGE.sub(r"\\_", _MD_ANYWHERE.sub(r"\\\1", s))
+    s = _MD_LEADING.sub(lambda m: re.sub(r"([^\d])$", r"\\\1", m.group(1)) if m.group(1)[0].isdigit()
+                        else "\\" + m.group(1), s)
+    return _MD_TRAILING.sub(lambda m: "\\" + "\\".join(m.group(1)), s)
+
+
+def _md_entry(e: Entry) -> str:
+    # in a code span only the table's | needs its escape (GFM strips it before reading the span)
+    text = f"`{' '.join(e.text.split()).replace('|', chr(92) + '|')}`" if e.code and "`" not in e.text else md(e.text)
+    return f"**{text}**{MARK}" if e.significant and e.text else text
+
+
+def markdown_table(t: Table) -> list[str]:
+    out = [f"## {md(t.title)}", ""]
+    if t.columns:
+        out += ["| " + " | ".join(md(_header(c)) for c in t.columns) + " |", "|" + "---|" * len(t.columns)]
+        out += ["| " + " | ".join(_md_entry(e) for e in row) + " |" for row in t.rows]
+        out.append("")
+    return out + [f"- {md(n)}" for n in t.notes] + ([""] if t.notes else [])
 
 
 def to_markdown(report: dict) -> str:
-    if not _has_poisoning_rows(report):  # an Evas-only selection, or only analyses
-        return "\n".join(_evas_md(report)).lstrip() + "\n"
-    algs = report["algorithms"]
-    head = "| Poisoning attack | p | " + " | ".join(f"{a} Acc. | {a} ΔImp." for a in algs) + " |"
-    sep = "|---|---|" + "---|---|" * len(algs)
-    lines = [head, sep]
-    for (attack, budget), by_alg in _grid(report).items():
-        cells = []
-        for a in algs:
-            r = by_alg.get(a)
-            if r is None:
-                cells += ["-", "-"]
-            elif _sig(r):
-                cells += [f"**{_acc(r)}**{MARK}", f"**{_dimp(r)}**{MARK}"]
-            else:
-                cells += [_acc(r), _dimp(r)]
-        lines.append(f"| {attack_title(attack)} | {_budget(budget)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + [f"- {n}" for n in footnotes(report)] + _evas_md(report)) + "\n"
+    return "\n".join(line for t in tables(report) for line in markdown_table(t)).rstrip("\n") + "\n"
+
+
+# ----------------------------------------------------------------------------- LaTeX
+_TEX = str.maketrans({
+    "\\": r"\textbackslash{}", "%": r"\%", "&": r"\&", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}", "<": r"\textless{}",
+    ">": r"\textgreater{}", "\n": " ",
+    # braced so that an entry starting a row is not read as the preceding \\'s [length] or * argument
+    "[": "{[}", "]": "{]}", "*": "{*}",
+    # the symbols the tables use, so that the fragment compiles under pdflatex as well
+    "±": r"$\pm$", "−": r"$-$", "Δ": r"$\Delta$", "κ": r"$\kappa$", "ρ": r"$\rho$", "α": r"$\alpha$",
+    "∞": r"$\infty$", "·": r"$\cdot$", "×": r"$\times$", "≤": r"$\le$", "≥": r"$\ge$", "†": r"\dag{}",
+    "–": "--", "—": "---",
+})
+
+
+def tex(s: str) -> str:
+    """Text as LaTeX that typesets it literally."""
+    return s.translate(_TEX)
+
+
+def _tex_entry(e: Entry) -> str:
+    text = rf"\texttt{{{tex(e.text)}}}" if e.code else tex(e.text)
+    return rf"\textbf{{\underline{{{text}}}}}\textsuperscript{{\dag}}" if e.significant and e.text else text
+
+
+def _label(t: Table) -> str:
+    return "tab:" + (t.label or re.sub(r"[^a-z0-9]+", "-", t.title.lower()).strip("-"))
+
+
+def latex_table(t: Table) -> list[str]:
+    """A table float (booktabs) with the notes under the tabular."""
+    out = [r"\begin{table}[htbp]", r"\centering", rf"\caption{{{tex(t.title)}}}", rf"\label{{{_label(t)}}}"]
+    if t.columns:
+        out += [r"\begin{tabular}{" + "".join("l" if c.left else "r" for c in t.columns) + "}", r"\toprule"]
+        if any(c.group for c in t.columns):
+            top, rules, i = [], [], 0
+            while i < len(t.columns):
+                c = t.columns[i]
+                if not c.group:
+                    top.append(tex(c.name))
+                    i += 1
+                    continue
+                n = next((j for j in range(i, len(t.columns)) if t.columns[j].group != c.group), len(t.columns)) - i
+                top.append(rf"\multicolumn{{{n}}}{{c}}{{{tex(c.group)}}}")
+                rules.append(rf"\cmidrule(lr){{{i + 1}-{i + n}}}")
+                i += n
+            out += [" & ".join(top) + r" \\", " ".join(rules),
+                    " & ".join(tex(c.name) if c.group else "" for c in t.columns) + r" \\"]
+        else:
+            out.append(" & ".join(tex(c.name) for c in t.columns) + r" \\")
+        out.append(r"\midrule")
+        out += [" & ".join(_tex_entry(e) for e in row) + r" \\" for row in t.rows]
+        out += [r"\bottomrule", r"\end{tabular}"]
+    if t.notes:
+        out += [r"\par\smallskip\footnotesize"] + [tex(n) + r"\par" for n in t.notes]
+    return out + [r"\end{table}", ""]
 
 
 def to_latex(report: dict) -> str:
-    if not _has_poisoning_rows(report):
-        return "\n".join(_extra_latex(report)).lstrip() + "\n"
-    algs = report["algorithms"]
-
-    def tex(s: str) -> str:
-        return s.replace("%", r"\%").replace("±", r"$\pm$").replace("_", r"\_")
-
-    def mark(s: str, sig: bool) -> str:
-        return rf"\textbf{{\underline{{{s}}}}}" if sig else s
-
-    out = [r"\begin{tabular}{ll" + "rr" * len(algs) + "}", r"\toprule",
-           r"Poisoning attack & $p$ & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{tex(a)}}}" for a in algs) + r" \\",
-           " ".join(rf"\cmidrule(lr){{{3 + 2 * i}-{4 + 2 * i}}}" for i in range(len(algs))),
-           " & & " + " & ".join(r"Acc. & $\Delta$Imp." for _ in algs) + r" \\", r"\midrule"]
-    for (attack, budget), by_alg in _grid(report).items():
-        cells = []
-        for a in algs:
-            r = by_alg.get(a)
-            if r is None:
-                cells += ["-", "-"]
-            else:
-                cells += [mark(tex(_acc(r)), _sig(r)), mark(_dimp(r), _sig(r))]
-        out.append(f"{tex(attack_title(attack))} & {tex(_budget(budget))} & " + " & ".join(cells) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out + _extra_latex(report)) + "\n"
+    """A fragment to \\input (needs booktabs)."""
+    return "\n".join(line for t in tables(report) for line in latex_table(t)).rstrip("\n") + "\n"
 
 
-def _extra_latex(report: dict) -> list[str]:
-    from naspoison.report import defended, evas, ood, sensitivity
+# ----------------------------------------------------------------------------- console
+def _text(e: Entry):
+    from rich.text import Text
 
-    out = [""] + evas.latex_lines(report["evas"]) if "evas" in report else []
-    out += [""] + defended.latex_lines(report["defended"]) if "defended" in report else []
-    out += [""] + ood.latex_lines(report["ood"]) if "ood" in report else []
-    return out + ([""] + sensitivity.latex_lines(report["sensitivity"]) if "sensitivity" in report else [])
-
-
-def _evas_console(t: dict) -> list:
-    from rich.table import Table
-
-    tables = []
-    for title, rows in [("Evas: ACC and ASR per architecture", t["rows"])] + [(sc["title"], sc["rows"])
-                                                                            for sc in t.get("scenarios", [])]:
-        table = Table(title=title)
-        for col in ("dataset", "architecture", "ACC (%)", "ASR (%)", "seeds", "cell"):
-            table.add_column(col, justify="left" if col in ("dataset", "architecture", "cell") else "right")
-        for r in rows:
-            table.add_row(str(r["dataset"]), r["title"], f"{r['acc']['mean']:.2f} ± {r['acc']['std']:.2f}",
-                          f"{r['asr']['mean']:.2f} ± {r['asr']['std']:.2f}", str(r["n"]), r["arch"])
-        tables.append(table)
-    tables[-1].caption, tables[-1].caption_justify = t["note"], "left"
-    return tables
+    if e.significant and e.text:
+        return Text.assemble((e.text, "bold underline"), MARK)
+    return Text(e.text)
 
 
-def to_console(report: dict, title: str = "Robustness of NAS to data poisoning", compact: bool = False):
-    """``compact``: the poisoning table one row per (attack, budget, algorithm), five columns, for a narrow
-    terminal (the wide layout wraps every row into three lines at 80 columns and truncates names)."""
+def console_table(t: Table):
+    """A rich table. Every string goes in as ``Text``, which rich never parses as markup: no escaping."""
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    if not t.columns:  # rich draws nothing at all for a table without columns, caption included
+        from rich.console import Group
+
+        return Group(Text(t.title, style="italic", justify="center"), *(Text(n) for n in t.notes))
+    out = RichTable(title=Text(t.title), caption=Text("\n".join(t.notes)) if t.notes else None,
+                    caption_justify="left", show_header=bool(t.columns))
+    for c in t.columns:
+        out.add_column(Text(f"{c.group}\n{c.name}" if c.group else c.name), justify="left" if c.left else "right",
+                       overflow="fold")  # an architecture string has no space to wrap at: fold, never cut
+    for i, row in enumerate(t.rows):
+        last = i + 1 == len(t.rows) or (t.ruled and bool(t.rows[i + 1][0].text))
+        out.add_row(*(_text(e) for e in row), end_section=t.ruled and last)
+    return out
+
+
+class _Fitted:
+    """A table in its wide layout where the terminal is wide enough for it, else folded (``Table.long``)."""
+
+    def __init__(self, t: Table):
+        self.wide, self.long = console_table(t), console_table(t.long())
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.long)
+
+    def __rich_console__(self, console, options):
+        from rich.measure import Measurement
+
+        natural = Measurement.get(console, options.update_width(10**6), self.wide).maximum
+        yield self.wide if natural <= options.max_width else self.long
+
+
+def to_console(report: dict, compact: bool = False):
+    """Each table wide where the terminal fits it, else with its grouped columns folded into rows (the
+    poisoning table one row per (attack, budget, algorithm)); ``compact``: folded everywhere."""
     from rich.console import Group
 
-    table = _poisoning_console_long if compact else _poisoning_console
-    parts = [table(report, title)] if _has_poisoning_rows(report) else []
-    if "evas" in report:
-        parts += _evas_console(report["evas"])
-    if "defended" in report:
-        from naspoison.report import defended
-
-        parts.append(defended.console_table(report["defended"]))
-    if "ood" in report:
-        from naspoison.report import ood
-
-        parts.append(ood.console_table(report["ood"]))
-    if "sensitivity" in report:
-        from naspoison.report.sensitivity import console_table
-
-        parts.append(console_table(report["sensitivity"]))
-    return Group(*parts)
-
-
-def _poisoning_console(report: dict, title: str):
-    from rich.table import Table
-
-    algs = report["algorithms"]
-    table = Table(title=title, caption="\n".join(footnotes(report)), caption_justify="left")
-    table.add_column("Poisoning attack")
-    table.add_column("p", justify="right")
-    for a in algs:
-        table.add_column(f"{a}\nAcc.", justify="right")
-        table.add_column(f"{a}\nΔImp.", justify="right")
-    for (attack, budget), by_alg in _grid(report).items():
-        cells = []
-        for a in algs:
-            r = by_alg.get(a)
-            if r is None:
-                cells += ["-", "-"]
-            elif _sig(r):
-                cells += [f"[bold underline]{_acc(r)}[/]{MARK}", f"[bold underline]{_dimp(r)}[/]{MARK}"]
-            else:
-                cells += [_acc(r), _dimp(r)]
-        table.add_row(attack_title(attack), _budget(budget), *cells)
-    return table
-
-
-def _poisoning_console_long(report: dict, title: str):
-    from rich.table import Table
-
-    table = Table(title=title, caption="\n".join(footnotes(report)), caption_justify="left")
-    for col, just in (("Poisoning attack", "left"), ("p", "right"), ("algorithm", "left"), ("Acc.", "right"),
-                      ("ΔImp.", "right")):
-        table.add_column(col, justify=just, no_wrap=True)
-    for (attack, budget), by_alg in _grid(report).items():
-        first = True
-        for a in report["algorithms"]:
-            r = by_alg.get(a)
-            if r is None:
-                continue
-            acc, dimp = (f"[bold underline]{_acc(r)}[/]{MARK}", f"[bold underline]{_dimp(r)}[/]{MARK}") if _sig(r) \
-                else (_acc(r), _dimp(r))
-            table.add_row(attack_title(attack) if first else "", _budget(budget) if first else "", a, acc, dimp,
-                          end_section=a == [x for x in report["algorithms"] if x in by_alg][-1])
-            first = False
-    return table
+    return Group(*(console_table(t.long()) if compact else _Fitted(t) for t in tables(report)))
 
 
 FORMATS = {"json": to_json, "csv": to_csv, "md": to_markdown, "tex": to_latex}

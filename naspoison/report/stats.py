@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+ALPHA = 0.05  # the false-discovery rate every table's Benjamini–Hochberg correction controls
+MARK = "†"    # what marks a significant entry, besides bold + underline, in every format
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -66,6 +69,40 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(q, 1.0)
     return out
+
+
+def lower_test(lower: Summary, higher: Summary) -> dict:
+    """A row's ``test`` before correction: one-sided Welch of H1 "``lower``'s mean is below ``higher``'s"."""
+    return {**welch_less(lower, higher).to_dict(), "q": None, "significant": False}
+
+
+def correct(rows: list[dict], alpha: float = ALPHA) -> dict:
+    """Benjamini–Hochberg over one family of rows' tests (a row without ``test`` is not in the family; one
+    whose p is None is untestable): sets each tested row's q and mark in place, returns the correction."""
+    tests = [r["test"] for r in rows if "test" in r]
+    tested = [t for t in tests if t["p"] is not None]
+    for t, q in zip(tested, benjamini_hochberg([t["p"] for t in tested]), strict=True):
+        t["q"], t["significant"] = float(q), bool(q <= alpha)
+    return {"method": "Benjamini-Hochberg", "alpha": alpha, "n_tests": len(tested),
+            "untestable": len(tests) - len(tested)}
+
+
+def significance_legend(test: str, corrections: dict) -> str:
+    """What a mark means: the test and its correction, at the α the section was corrected at."""
+    alpha = next(iter(corrections.values()), {}).get("alpha", ALPHA)
+    return f"{MARK} significant: {test}; Benjamini–Hochberg per algorithm, α = {alpha}."
+
+
+def rounded(obj, nd: int = 6):
+    """Floats rounded for the committed JSON, so the last ulp of a library version cannot change it; NaN and
+    infinities become None."""
+    if isinstance(obj, dict):
+        return {k: rounded(v, nd) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [rounded(v, nd) for v in obj]
+    if isinstance(obj, float):
+        return round(float(obj), nd) if math.isfinite(obj) else None  # float(): numpy's own round differs
+    return obj
 
 
 @dataclass(frozen=True)
