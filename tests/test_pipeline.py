@@ -307,7 +307,8 @@ def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_pat
     # an evicted victim (weights, supernet) is recomputed deterministically: the same poisons again
     import torch
 
-    from naspoison.run import stages
+    from naspoison.stages import StageContext
+    from naspoison.stages.poison import make_poison
     from naspoison.store import ArtifactCache
 
     threads = torch.get_num_threads()
@@ -321,7 +322,7 @@ def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_pat
         for key in list(art._cache.iterkeys()):
             if key.startswith(("weights/", "supernet/")):
                 del art._cache[key]
-        again = stages.make_poison(rec.spec, dataset, art, "cpu", store)
+        again = make_poison(rec.spec, StageContext(dataset, art, "cpu", store))
         assert again.to_bytes() == kept
     art.close()
     torch.set_num_threads(threads)

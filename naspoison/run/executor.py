@@ -5,13 +5,21 @@ share one store without a coordinator; a rerun computes only what is missing.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
+import queue as q
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.managers import SyncManager
 
-from naspoison.run import checkpoint, stages
+from naspoison.run import checkpoint
+from naspoison.run.cell import cell_threads, run_stage
+from naspoison.stages import STAGES, StageContext
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
 from naspoison.suite.expand import EvasTrial, SensitivityTrial, Trial
 
@@ -50,11 +58,20 @@ def _ensure(store: ResultStore, spec: dict, compute: Callable[[str], dict], devi
             return rec.result
         t0 = time.perf_counter()
         emit({"kind": "start", "stage": stage, "label": label, "key": key})
-        result = stages.run_stage(store, spec, compute, device)
+        result = run_stage(store, spec, compute, device)
         summary.computed[stage] = summary.computed.get(stage, 0) + 1
         emit({"kind": "done", "stage": stage, "label": label, "key": key,
               "seconds": time.perf_counter() - t0})
         return result
+
+
+def compute_step(spec: dict, inputs: dict[str, dict | None], dataset: dict, artifacts: ArtifactCache | None,
+                 device: str, store: ResultStore | None, log: Callable[[str], None]) -> dict:
+    """Compute cell ``spec`` through the stage registry; ``inputs``: the upstream specs at hand (name -> spec or
+    None), of which the stage receives the ones it declares."""
+    stage = STAGES[spec["stage"]]
+    return stage.compute(spec, {name: inputs.get(name) for name in stage.inputs},
+                         StageContext(dataset, artifacts, device, store, log))
 
 
 def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
@@ -65,48 +82,35 @@ def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device
     def log(message: str) -> None:
         emit({"kind": "log", "label": label, "message": message})
 
+    def ensure(spec: dict, inputs: dict | None = None, dataset: dict = ds) -> dict:
+        return _ensure(store, spec, lambda d: compute_step(spec, inputs or {}, dataset, artifacts, d, store, log),
+                       device, label, emit, summary)
+
     if isinstance(trial, EvasTrial):
         found = None
         if trial.search is not None:
-            sds = trial.search_dataset or ds  # the search may have run on another dataset than this row's
-            found = _ensure(store, trial.search, lambda d: stages.compute_evas_search(trial.search, sds, artifacts, d, log),
-                            device, label, emit, summary)
-        backdoor = None  # a scenario treats the backdoor cell before it
+            # the search may have run on another dataset than this row's
+            found = ensure(trial.search, dataset=trial.search_dataset or ds)
+        backdoor = None  # a scenario or defense treats the backdoor cell before it
         for spec in trial.after_search(found):
             if spec["stage"] == "backdoor":
-                backdoor, compute = spec, (lambda d, s=spec: stages.compute_backdoor(s, ds, artifacts, d, log))
-            elif spec["stage"] == "scenario":
-                compute = (lambda d, s=spec, b=backdoor: stages.compute_scenario(s, b, ds, artifacts, d, log, store))
-            elif spec["stage"] == "defense":
-                compute = (lambda d, s=spec, b=backdoor: stages.compute_defense(s, b, ds, artifacts, d, log, store))
-            else:
-                compute = (lambda d, s=spec: stages.compute_evas_score(s, ds, artifacts, d))
-            _ensure(store, spec, compute, device, label, emit, summary)
+                backdoor = spec
+            ensure(spec, {"backdoor": backdoor})
         return
     if isinstance(trial, SensitivityTrial):
         if trial.poison is not None:
-            _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d, store, log),
-                    device, label, emit, summary)
-        _ensure(store, trial.cell,
-                lambda d: stages.compute_metric_cell(trial.cell, trial.poison, ds, artifacts, d, log, store),
-                device, label, emit, summary)
+            ensure(trial.poison)
+        ensure(trial.cell, {"poison": trial.poison})
         return
     for needed in trial.requires:  # a NAS-aware attack's victim: the clean trials of its algorithm
         run_trial(needed, store, artifacts, device, emit, summary)
     if trial.poison is not None:
-        _ensure(store, trial.poison, lambda d: stages.compute_poison(trial.poison, ds, artifacts, d, store, log),
-                device, label, emit, summary)
+        ensure(trial.poison)
     if trial.sanitize is not None:  # a defended search: the countermeasure first
-        _ensure(store, trial.sanitize,
-                lambda d: stages.compute_sanitize(trial.sanitize, trial.poison, ds, artifacts, d, store, log),
-                device, label, emit, summary)
-    sds = trial.search_dataset or ds  # an out-of-distribution search reads another dataset
-    found = _ensure(store, trial.search,
-                    lambda d: stages.compute_search(trial.search, trial.poison, sds, artifacts, d, log, store,
-                                                    trial.sanitize),
-                    device, label, emit, summary)
-    tspec = trial.train_spec(found)
-    _ensure(store, tspec, lambda d: stages.compute_train(tspec, ds, d, artifacts), device, label, emit, summary)
+        ensure(trial.sanitize, {"poison": trial.poison})
+    # an out-of-distribution search reads another dataset
+    found = ensure(trial.search, {"poison": trial.poison, "sanitize": trial.sanitize}, trial.search_dataset or ds)
+    ensure(trial.train_spec(found))
 
 
 def attempt(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
@@ -183,14 +187,8 @@ def die_with_parent(parent_pid: int) -> None:
     """In a worker or manager process: exit when the process that started it dies, even by ``kill -9`` (which
     runs no cleanup in the parent). Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG); elsewhere a thread
     polls the parent. Either way no orphan keeps computing a run nobody waits for."""
-    import signal
-    import sys
-    import threading
-
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
         except (OSError, AttributeError):
@@ -209,8 +207,6 @@ def die_with_parent(parent_pid: int) -> None:
 
 def _worker(args) -> RunSummary:
     """Take trial indices from the shared queue until it is empty; a blocked trial goes to the back."""
-    import queue as q
-
     import torch
 
     trials, store_root, artifact_dir, device, threads, tasks, events, poll = args
@@ -240,9 +236,7 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
     if len(devices) == 1:
         return run_trials(trials, store, artifacts, devices[0], emit, poll)
     ctx = mp.get_context("spawn")
-    threads = stages.cell_threads()  # not cores // workers: a result must not depend on --workers
-    from multiprocessing.managers import SyncManager
-
+    threads = cell_threads()  # not cores // workers: a result must not depend on --workers
     manager = SyncManager(ctx=ctx)
     manager.start(die_with_parent, (os.getpid(),))
     tasks, events = manager.Queue(), manager.Queue()
@@ -264,8 +258,6 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
 
 
 def _drain(queue, emit, timeout: float) -> None:
-    import queue as q
-
     try:
         emit(queue.get(timeout=timeout) if timeout else queue.get_nowait())
         while True:

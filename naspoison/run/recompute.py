@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from naspoison.run.executor import run_trials
 from naspoison.store import ArtifactCache, ResultStore, canonical_json, content_key
 from naspoison.store.timings import split_timings
 
@@ -129,8 +130,6 @@ def recompute(trials, store: ResultStore, n: int, *, device: str = "cpu", sample
               scratch: Path | None = None, keep: bool = False, emit=print,
               only_keys: set[str] | None = None) -> tuple[list[Outcome], int]:
     """Recompute ``n`` stored cells of ``trials`` and compare; (outcomes, incomplete trials skipped)."""
-    from naspoison.run.executor import run_trials
-
     cands, skipped = candidates(trials, store)
     chosen = choose(cands, store, n, sample, seed, stages, only_keys)
     root = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="naspoison-recompute-"))

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 
 from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.nas import ALGORITHMS
-from naspoison.run import stages
-from naspoison.run.victims import victim_spec
+from naspoison import stages
+from naspoison.stages import victim_spec
 from naspoison.store import content_key
 from naspoison.suite.schema import Suite
 
