@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from naspoison.data import datasets
 from naspoison import stages
+from naspoison.data import datasets
 from naspoison.run.cell import run_stage
 from naspoison.stages import StageContext
 from naspoison.stages.poison import make_poison, poisoned_data

@@ -111,7 +111,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def function_imports() -> list[str]:
     """``file:line module`` for every import inside a function that is not of a heavy library."""
     out = []
-    for name, f in modules().items():
+    for f in modules().values():
         tree = ast.parse(f.read_text(encoding="utf-8"))
         for fn in ast.walk(tree):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -159,7 +159,7 @@ def test_every_module_imports_alone():
     failed = []
     for name in modules():
         out = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=PACKAGE.parent, capture_output=True,
-                             text=True, timeout=300)
+                             text=True, timeout=300, check=False)
         if out.returncode != 0:
             failed.append(f"{name}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
     assert not failed, "\n".join(failed)

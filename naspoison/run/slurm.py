@@ -16,7 +16,6 @@ from naspoison.run.executor import RunSummary, run_parallel
 from naspoison.store import ArtifactCache, ResultStore
 from naspoison.suite.expand import Trial, shard
 
-
 MAX_REQUEUES = 50
 
 

@@ -5,8 +5,18 @@ and its ``compute(spec, inputs, ctx)`` side by side; ``STAGES`` is the registry 
 """
 from __future__ import annotations
 
-from naspoison.stages import (backdoor, defense, evas_score, evas_search, metrics, poison, sanitize, scenario,
-                              search, train)
+from naspoison.stages import (
+    backdoor,
+    defense,
+    evas_score,
+    evas_search,
+    metrics,
+    poison,
+    sanitize,
+    scenario,
+    search,
+    train,
+)
 from naspoison.stages.backdoor import backdoor_spec
 from naspoison.stages.base import Stage, StageContext, added_later, dataset_identity
 from naspoison.stages.defense import defense_spec

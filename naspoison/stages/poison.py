@@ -6,7 +6,7 @@ import numpy as np
 
 from naspoison.attacks import ATTACKS, AttackContext, Poison
 from naspoison.data.datasets import ImageData, load_dataset
-from naspoison.stages.artifacts_io import load_artifact, record_of, recomputed
+from naspoison.stages.artifacts_io import load_artifact, recomputed, record_of
 from naspoison.stages.base import Stage, StageContext, _spec, added_later, dataset_identity
 from naspoison.stages.victim import load_victim
 from naspoison.store import content_key

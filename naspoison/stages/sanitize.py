@@ -6,7 +6,7 @@ import json
 
 from naspoison.data.datasets import ImageData, load_dataset
 from naspoison.sanitize import SANITIZERS, Sanitized
-from naspoison.stages.artifacts_io import load_artifact, record_of, recomputed
+from naspoison.stages.artifacts_io import load_artifact, recomputed, record_of
 from naspoison.stages.base import Stage, StageContext, _spec, dataset_identity, key_of
 from naspoison.stages.poison import poisoned_data
 from naspoison.store import content_key

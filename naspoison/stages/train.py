@@ -1,10 +1,10 @@
 """``train``: a genotype retrained from scratch on clean data (SPEC §3 step 3)."""
 from __future__ import annotations
 
+from naspoison.data.datasets import load_dataset
 from naspoison.spaces.darts import Genotype
 from naspoison.stages.artifacts_io import weights_blob, weights_key
 from naspoison.stages.base import Stage, StageContext, _spec, dataset_identity
-from naspoison.data.datasets import load_dataset
 from naspoison.train import Recipe, fit, seeded_eval_network
 
 VERSION = "3"

@@ -12,7 +12,14 @@ from naspoison.data.datasets import load_dataset
 from naspoison.nas import ALGORITHMS
 from naspoison.nas.pdarts import _derive
 from naspoison.spaces.darts import Genotype
-from naspoison.stages.artifacts_io import load_artifact, note_drift, recomputed, supernet_key, weights_blob, weights_key
+from naspoison.stages.artifacts_io import (
+    load_artifact,
+    note_drift,
+    recomputed,
+    supernet_key,
+    weights_blob,
+    weights_key,
+)
 from naspoison.stages.base import StageContext
 from naspoison.stages.searching import run_search
 from naspoison.stages.train import train_model, train_spec
@@ -68,7 +75,7 @@ def load_victim(victim: dict, ctx: StageContext) -> Victim:
         info["target"] = "alphas of the converged supernet"
         model = darts_supernet.PairOutput(net)
         skip_cap = victim["algorithm_params"].get("skip_cap", 2)
-        architecture = lambda: _supernet_architecture(net, skip_cap)  # noqa: E731
+        architecture = lambda: _supernet_architecture(net, skip_cap)
     else:
         architecture = None
         model = _trained(tspec, ctx, info, trained)
