@@ -24,7 +24,7 @@ from naspoison.attacks.gradient_canceling import GCParams, cancel_gradients
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.datasets import load_dataset
 from naspoison.models import ResNet18
-from naspoison.run.victims import trained_weights
+from naspoison.stages.victim import trained_weights
 from naspoison.spaces.darts import Genotype
 from naspoison.store import ArtifactCache
 from naspoison.train import Recipe, build_eval_network, fit, seed_everything

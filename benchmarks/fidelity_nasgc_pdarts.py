@@ -24,7 +24,8 @@ from naspoison.attacks.gradient_canceling import GradPCParams
 from naspoison.attacks.nas_gradient_canceling import NASGCParams, NASGradientCanceling
 from naspoison.data.datasets import load_dataset
 from naspoison.nas.pdarts import PDARTS, PDARTSParams
-from naspoison.run.victims import Victim, _PairOutput, _supernet_architecture
+from naspoison.spaces.darts_supernet import PairOutput
+from naspoison.stages.victim import Victim, _supernet_architecture
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
     for name, gp in settings.items():
         net = keep["supernet"]
         net.load_state_dict(state)
-        victim = Victim(_PairOutput(net).eval(), [("alpha_normal", net.alpha_normal), ("alpha_reduce", net.alpha_reduce)],
+        victim = Victim(PairOutput(net).eval(), [("alpha_normal", net.alpha_normal), ("alpha_reduce", net.alpha_reduce)],
                         {"algorithm": "pdarts", "seed": 0}, lambda net=net: _supernet_architecture(net, params.skip_cap))
         p = NASGCParams(steps=args.gc_steps, gradpc_by_victim={"pdarts": gp})
         t1 = time.perf_counter()

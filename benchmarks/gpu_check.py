@@ -238,7 +238,7 @@ def section_bench(ctx: dict, part: Part) -> None:
 
 def inspect_store(ctx: dict, part: Part) -> None:
     """What the bench slice stored (also after a timeout: the main process calls this then)."""
-    from naspoison.run.stages import VERSIONS
+    from naspoison.stages import VERSIONS
     from naspoison.store import ResultStore
 
     store = Path(ctx["workdir"]) / "bench" / "store"

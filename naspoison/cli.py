@@ -157,10 +157,10 @@ def _cell_settings(args) -> None:
     through the environment."""
     import os
 
-    from naspoison.run import checkpoint, stages
+    from naspoison.run import cell, checkpoint
 
     for value, env, check in ((args.checkpoint_every, checkpoint.EVERY_ENV, checkpoint.interval),
-                              (args.cell_threads, stages.THREADS_ENV, stages.cell_threads)):
+                              (args.cell_threads, cell.THREADS_ENV, cell.cell_threads)):
         if value is not None:
             old, os.environ[env] = os.environ.get(env), str(value)
             try:
@@ -532,14 +532,15 @@ def _verify_recompute(args) -> int:
     """verify --recompute N: the logic is in naspoison.run.recompute."""
     import os
 
-    from naspoison.run import recompute, stages
+    from naspoison import stages
+    from naspoison.run import cell, recompute
 
     if args.recompute < 1:
         raise UsageError("--recompute N needs N >= 1")
     if args.cell_threads is not None:
         if args.cell_threads < 1:
             raise UsageError("--cell-threads must be at least 1")
-        os.environ[stages.THREADS_ENV] = str(args.cell_threads)
+        os.environ[cell.THREADS_ENV] = str(args.cell_threads)
     _, trials, _ = _load(args)
     store = ResultStore(args.store, read_only=True)
     wanted = {s.strip() for s in args.stages.split(",")} if args.stages else None

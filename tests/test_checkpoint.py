@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from naspoison.run import checkpoint, stages
+from naspoison import stages
+from naspoison.run import checkpoint
+from naspoison.run.cell import run_stage
+from naspoison.stages.artifacts_io import weights_key
 from naspoison.store import ArtifactCache, ResultStore, canonical_json, content_key
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +73,9 @@ def test_rng_states_round_trip():
 
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from naspoison.run import checkpoint, stages
+    from naspoison.run import checkpoint
+    from naspoison.run.cell import run_stage
+    from naspoison.stages import STAGES, StageContext
     from naspoison.store import ArtifactCache, ResultStore
 
     store, art = ResultStore(sys.argv[1]), ArtifactCache(sys.argv[2])
@@ -86,7 +91,7 @@ SCRIPT = textwrap.dedent("""
         return saved
 
     checkpoint.Loop.save_if_due = save_if_due
-    stages.run_stage(store, spec, lambda d: stages.compute_train(spec, ds, d, art), "cpu")
+    run_stage(store, spec, lambda d: STAGES["train"].compute(spec, {}, StageContext(ds, art, d)), "cpu")
     print("stored", flush=True)
 """)
 
@@ -106,7 +111,8 @@ def test_kill_9_mid_run_resumes_and_gives_the_uninterrupted_bits(tmp_path):
     ref_store = ResultStore(tmp_path / "ref")
     os.environ[checkpoint.EVERY_ENV] = "off"
     try:
-        reference = stages.run_stage(ref_store, spec, lambda d: stages.compute_train(spec, DATASET, d), "cpu")
+        train = stages.STAGES["train"].compute
+        reference = run_stage(ref_store, spec, lambda d: train(spec, {}, stages.StageContext(DATASET, None, d)), "cpu")
     finally:
         del os.environ[checkpoint.EVERY_ENV]
 
@@ -141,7 +147,7 @@ def test_kill_9_mid_run_resumes_and_gives_the_uninterrupted_bits(tmp_path):
     assert canonical_json(rec.result) == canonical_json(reference)  # bit-identical
     art = ArtifactCache(tmp_path / "art")
     assert checkpoint.keys(art) == []  # removed once the cell is stored
-    assert art.get(stages.weights_key(spec)) is not None
+    assert art.get(weights_key(spec)) is not None
 
 
 def test_replays_finished_loops_and_resumes_the_running_one(tmp_path, digits_small):

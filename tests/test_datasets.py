@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from naspoison.data.datasets import DATASETS, load_dataset
-from naspoison.run.stages import dataset_identity
+from naspoison.stages import dataset_identity
 
 
 def test_npz_dataset_round_trips_user_arrays(tmp_path):

@@ -69,7 +69,7 @@ def test_gaussian_noise_defaults_are_16_levels():
 
 
 def test_surrogate_recipe_has_precision_in_its_key():
-    from naspoison.run import stages
+    from naspoison import stages
     from naspoison.store import content_key
 
     ds = {"name": "digits", "train_size": None, "test_size": None, "subset_seed": 0}

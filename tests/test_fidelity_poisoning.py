@@ -150,7 +150,7 @@ def test_random_search_uses_the_named_sampler():
 
 # ----------------------------------------------------------------------------- precision, paper profile values
 def test_precision_is_part_of_the_recipe_key_and_bf16_autocast_only_when_asked():
-    from naspoison.run import stages
+    from naspoison import stages
     from naspoison.store import content_key
     from naspoison.train import Recipe, autocast_for
 

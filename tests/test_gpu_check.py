@@ -112,7 +112,7 @@ def test_gpu_check_cpu_run(tmp_path):
     assert "PASS" in r.stdout and "wrote" in r.stdout
 
     # 1. every stage of the pipeline (the store's own list) has cells, each computed on the device asked for
-    from naspoison.run.stages import VERSIONS
+    from naspoison.stages import VERSIONS
 
     bench = rep["sections"]["bench"]["results"]
     assert set(bench["stages"]) == set(VERSIONS)

@@ -4,8 +4,11 @@ import os
 import numpy as np
 import pytest
 
+from naspoison import stages
 from naspoison.data import datasets
-from naspoison.run import stages
+from naspoison.run.cell import run_stage
+from naspoison.stages import StageContext
+from naspoison.stages.poison import make_poison, poisoned_data
 from naspoison.store import content_key
 from naspoison.suite import Suite
 from naspoison.suite.expand import expand
@@ -146,8 +149,8 @@ def poison_cell(tmp_path):
     spec = stages.poison_spec(dataset, "random_label_flip", 0.2, params, 0)
     other = stages.poison_spec(dataset, "random_label_flip", 0.2, params, 1)
     store, art = ResultStore(tmp_path / "store"), ArtifactCache(tmp_path / "art")
-    stages.run_stage(store, spec, lambda d: stages.compute_poison(spec, dataset, art, d, store), "cpu")
-    truth = stages.make_poison(spec, dataset).apply(datasets.load_dataset(dataset))
+    run_stage(store, spec, lambda d: stages.STAGES["poison"].compute(spec, {}, StageContext(dataset, art, d, store)), "cpu")
+    truth = make_poison(spec, StageContext(dataset)).apply(datasets.load_dataset(dataset))
     yield dataset, spec, other, store, art, truth
     art.close()
 
@@ -157,14 +160,14 @@ def test_a_replaced_artifact_is_detected_evicted_and_recomputed(poison_cell):
     dataset, spec, other, store, art, truth = poison_cell
     key = content_key(spec)
     assert store.get("poison", key).provenance["artifacts"][key] == datasets.hashlib.sha256(
-        stages.make_poison(spec, dataset).to_bytes()).hexdigest()
-    wrong = stages.make_poison(other, dataset).to_bytes()  # valid, but another seed's flips
+        make_poison(spec, StageContext(dataset)).to_bytes()).hexdigest()
+    wrong = make_poison(other, StageContext(dataset)).to_bytes()  # valid, but another seed's flips
     art.put(key, wrong)
     logs = []
-    got = stages.poisoned_data(spec, dataset, art, "cpu", store, log=logs.append)
+    got = poisoned_data(spec, StageContext(dataset, art, "cpu", store, logs.append))
     assert np.array_equal(got.y_train, truth.y_train)
     assert any("is not the artifact its record was made with" in m and "evicted" in m for m in logs)
-    assert art.get(key) == stages.make_poison(spec, dataset).to_bytes()  # the recomputation replaced it
+    assert art.get(key) == make_poison(spec, StageContext(dataset)).to_bytes()  # the recomputation replaced it
 
 
 @pytest.mark.parametrize("framed", [True, False])
@@ -176,7 +179,7 @@ def test_a_truncated_artifact_is_detected_evicted_and_recomputed(poison_cell, fr
     full = art.raw(key) if framed else art.get(key)
     art._cache.set(key, full[: len(full) // 2])
     logs = []
-    got = stages.poisoned_data(spec, dataset, art, "cpu", store, log=logs.append)
+    got = poisoned_data(spec, StageContext(dataset, art, "cpu", store, logs.append))
     assert np.array_equal(got.y_train, truth.y_train)
     assert any("evicted" in m for m in logs), logs
 
@@ -193,15 +196,15 @@ def test_wall_times_go_to_provenance_so_recomputations_agree(tmp_path):
                           "rounds": [{"pruned": ["skip"], "seconds": seconds}, {"pruned": ["conv"], "seconds": seconds}]}
 
     a, b = ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b")
-    ra = stages.run_stage(a, spec, tenas_like(1.5), "cpu")
-    stages.run_stage(b, spec, tenas_like(9.25), "cpu")
+    ra = run_stage(a, spec, tenas_like(1.5), "cpu")
+    run_stage(b, spec, tenas_like(9.25), "cpu")
     assert ra == {"genotype": "g", "rounds": [{"pruned": ["skip"]}, {"pruned": ["conv"]}]}
     rec_b = b.get("search", content_key(spec))
     assert rec_b.result == ra
     assert rec_b.provenance["timings"] == {"metric_seconds": 18.5, "rounds[0].seconds": 9.25,
                                           "rounds[1].seconds": 9.25}
     # recomputing into a store that has the cell is no conflict
-    stages.run_stage(a, spec, tenas_like(3.0), "cpu")
+    run_stage(a, spec, tenas_like(3.0), "cpu")
     assert not (tmp_path / "a" / ".conflicts").exists()
 
 

@@ -307,7 +307,8 @@ def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_pat
     # an evicted victim (weights, supernet) is recomputed deterministically: the same poisons again
     import torch
 
-    from naspoison.run import stages
+    from naspoison.stages import StageContext
+    from naspoison.stages.poison import make_poison
     from naspoison.store import ArtifactCache
 
     threads = torch.get_num_threads()
@@ -321,7 +322,7 @@ def test_nas_gradient_canceling_targets_each_algorithms_best_clean_trial(tmp_pat
         for key in list(art._cache.iterkeys()):
             if key.startswith(("weights/", "supernet/")):
                 del art._cache[key]
-        again = stages.make_poison(rec.spec, dataset, art, "cpu", store)
+        again = make_poison(rec.spec, StageContext(dataset, art, "cpu", store))
         assert again.to_bytes() == kept
     art.close()
     torch.set_num_threads(threads)
@@ -358,6 +359,8 @@ profiles:
 def test_evas_families_run_cache_check_and_report(tmp_path):
     import json
 
+    from naspoison.families import walk_store
+    from naspoison.families.evas_search import backdoor_spec
     from naspoison.spaces import nb201
     from naspoison.store import ResultStore, content_key
     from naspoison.suite.expand import expand
@@ -378,7 +381,7 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
             in first.stdout), first.stdout
     assert len(search["history"]) == 4 + 4 and search["scores_computed"] == search["distinct_archs"]
     evas_row = next(t for t in trials if t.family == "evas_eval" and t.algorithm == "evas")
-    spec = evas_row.train_spec(search)
+    spec = backdoor_spec(search["arch"], evas_row)
     assert spec["params"]["arch"] == search["arch"] and spec["upstream"]["evas_search"] == content_key(trials[0].search)
     report = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text())
     rows = report["evas"]["rows"]
@@ -406,7 +409,7 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     assert check.returncode == 0 and f"{n_cells} cells verified" in check.stdout, check.stdout
     # a scenario whose backdoor weights were evicted recomputes them: the same numbers as before
     poisoned = next(t for t in trials if t.scenario == "poisoned_finetune" and t.algorithm == "evas")
-    scen = poisoned.after_search(search)[1]
+    scen = walk_store(poisoned, store)[2][0].spec  # search, backdoor, scenario
     before = store.get("scenario", content_key(scen)).result
     assert before["n_poisoned"] == 12  # ⌈0.05 · 240⌉
     (tmp_path / "cache" / "scenario" / f"{content_key(scen)}.json").unlink()

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from naspoison.families import walk_store
 from naspoison.run import checkpoint
 from naspoison.store import ArtifactCache, ResultStore, canonical_json, content_key
 from naspoison.suite import Suite
@@ -34,7 +35,7 @@ def test_a_cell_longer_than_the_time_limit_finishes_through_requeues(tiny, monke
     subprocess.run([sys.executable, "-c", "import naspoison.run.slurm, naspoison.train"], check=True,
                    env={**os.environ, "PYTHONPATH": str(REPO)})
     start_s = time.perf_counter() - t0
-    tspec = trials[0].train_spec(reference.get("search", content_key(trials[0].search)).result)
+    tspec = walk_store(trials[0], reference)[-1][0].spec  # search, train
 
     # no periodic saves: only the checkpoint written when the signal comes lets the cell progress
     monkeypatch.setenv(checkpoint.EVERY_ENV, "3600")

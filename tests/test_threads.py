@@ -3,7 +3,7 @@
 calling process had set; the count, the CPU and the numerics flags are in each record's provenance."""
 import torch
 
-from naspoison.run import stages
+from naspoison.run import cell
 from naspoison.run.executor import run_parallel
 from naspoison.store import ArtifactCache, ResultStore
 from naspoison.suite import Suite
@@ -42,17 +42,17 @@ def test_one_and_two_workers_give_the_same_bits(tiny):
 def test_cell_threads_setting(monkeypatch):
     import pytest
 
-    monkeypatch.setenv(stages.THREADS_ENV, "3")
-    assert stages.cell_threads() == 3
+    monkeypatch.setenv(cell.THREADS_ENV, "3")
+    assert cell.cell_threads() == 3
     for bad in ("0", "x"):
-        monkeypatch.setenv(stages.THREADS_ENV, bad)
+        monkeypatch.setenv(cell.THREADS_ENV, bad)
         with pytest.raises(ValueError, match="positive integer"):
-            stages.cell_threads()
+            cell.cell_threads()
 
 
 def test_provenance_autocast_is_what_the_cell_asked_for_on_any_device():
     """fp32 is the default everywhere (issue 18): a record says bf16 only where its parameters ask for it."""
-    from naspoison.run.stages import autocast_of
+    from naspoison.run.cell import autocast_of
 
     assert autocast_of({"params": {"recipe": {"precision": "fp32"}}}) == "float32"
     assert autocast_of({"params": {"epochs": 3}}) == "float32"

@@ -20,7 +20,7 @@ class AttackContext:
 
     artifacts: Any = None                        # ArtifactCache or None (then nothing is cached)
     dataset_identity: dict = field(default_factory=dict)
-    victim: Any = None                           # nas_gradient_canceling: a loaded victim (see run.victims)
+    victim: Any = None                           # nas_gradient_canceling: a loaded victim (see stages.victim)
     log: Callable[[str], None] = lambda message: None
 
 

@@ -19,7 +19,7 @@ before and after GradPC, how many of its 16 (op, input) entries changed, and the
 softmax weights.
 
 The poison cell's key holds the victim's algorithm, its parameters, the keys of the clean search
-cells it chooses from and the retraining recipe (``run.victims``); the executor runs those clean
+cells it chooses from and the retraining recipe (``stages.victim``); the executor runs those clean
 trials first.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ holding its config, validation, expansion into trials, collection and report sec
 module and a line here (docs/extending.md)."""
 from __future__ import annotations
 
-from naspoison.families.base import Collected, ExpandContext, Family, FamilyConfig, Step, Trial, walk
+from naspoison.families.base import Collected, ExpandContext, Family, FamilyConfig, Step, Trial, walk, walk_store
 from naspoison.families.defended_search import DefendedSearch
 from naspoison.families.evas_eval import EvasEval
 from naspoison.families.evas_search import EvasSearch
@@ -35,4 +35,4 @@ def get(name: str) -> Family:
     return FAMILIES[name]
 
 
-__all__ = ["FAMILIES", "Collected", "ExpandContext", "Family", "FamilyConfig", "Step", "Trial", "get", "register", "walk"]
+__all__ = ["FAMILIES", "Collected", "ExpandContext", "Family", "FamilyConfig", "Step", "Trial", "get", "register", "walk", "walk_store"]

@@ -92,6 +92,18 @@ def walk(trial: Trial, result_of: Callable[[Step], dict | None]) -> list[tuple[S
     return out
 
 
+def walk_store(trial: Trial, store) -> list[tuple[Step, dict | None]]:
+    """``trial``'s cells with their stored results (None: not stored; the walk ends where a missing result is
+    needed). Reads without verifying twice what the store verifies on every get."""
+    from naspoison.store import content_key
+
+    def stored(step: Step) -> dict | None:
+        rec = store.get(step.stage, content_key(step.spec))
+        return None if rec is None else rec.result
+
+    return walk(trial, stored)
+
+
 @dataclass
 class ExpandContext:
     """What expanding a family needs from its profile: the validated profile, its dataset and recipe as key

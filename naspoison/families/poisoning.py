@@ -56,7 +56,6 @@ class Poisoning(Family):
         from naspoison import stages
         from naspoison.attacks import ATTACKS, NO_ATTACK
         from naspoison.nas import ALGORITHMS
-        from naspoison.run.victims import victim_spec
         from naspoison.store import content_key
 
         out = []
@@ -77,7 +76,7 @@ class Poisoning(Family):
                             continue
                         # one poisoned set per victim algorithm, made from its best clean trial
                         victims = tuple(clean_trial(ctx, alg, s) for s in ctx.seeds)
-                        victim = victim_spec(alg, ctx.algorithm_params(alg),
+                        victim = stages.victim_spec(alg, ctx.algorithm_params(alg),
                                              [(t.seed, content_key(t.search)) for t in victims], ctx.recipe)
                         # the victim's own GradPC radius, resolved here so the key holds what runs
                         params = att.params_for_victim(ctx.attack_params(attack), alg)

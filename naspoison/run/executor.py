@@ -5,17 +5,22 @@ share one store without a coordinator; a rerun computes only what is missing.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
+import queue as q
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.managers import SyncManager
 
-from naspoison.families import Step, Trial, walk
+from naspoison.families import Step, Trial, walk, walk_store
 from naspoison.run import checkpoint
 from naspoison.run.cell import cell_threads, run_stage
-from naspoison.stages import STAGES
-from naspoison.stages.base import StageContext
+from naspoison.stages import STAGES, StageContext
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
 
 Event = dict  # {"kind": "done"|"failed"|"cached", "stage", "label", "key", "seconds", "error"?}
@@ -53,13 +58,22 @@ def _ensure(store: ResultStore, step: Step, artifacts: ArtifactCache, device: st
             return rec.result
         t0 = time.perf_counter()
         emit({"kind": "start", "stage": stage, "label": label, "key": key})
-        ctx = StageContext(step.dataset, artifacts, device, store,
-                           lambda message: emit({"kind": "log", "label": label, "message": message}))
-        result = run_stage(store, step.spec, lambda d: STAGES[stage].compute(step.spec, step.inputs, ctx), device)
+        log = lambda message: emit({"kind": "log", "label": label, "message": message})  # noqa: E731
+        result = run_stage(store, step.spec,
+                           lambda d: compute_step(step.spec, step.inputs, step.dataset, artifacts, d, store, log), device)
         summary.computed[stage] = summary.computed.get(stage, 0) + 1
         emit({"kind": "done", "stage": stage, "label": label, "key": key,
               "seconds": time.perf_counter() - t0})
         return result
+
+
+def compute_step(spec: dict, inputs: dict[str, dict | None], dataset: dict, artifacts: ArtifactCache | None,
+                 device: str, store: ResultStore | None, log: Callable[[str], None]) -> dict:
+    """Compute cell ``spec`` through the stage registry; ``inputs``: the upstream specs at hand (name -> spec or
+    None), of which the stage receives the ones it declares."""
+    stage = STAGES[spec["stage"]]
+    return stage.compute(spec, {name: inputs.get(name) for name in stage.inputs},
+                         StageContext(dataset, artifacts, device, store, log))
 
 
 def run_trial(trial: Trial, store: ResultStore, artifacts: ArtifactCache, device: str,
@@ -110,24 +124,18 @@ def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache
     return summary
 
 
-def _stored(store: ResultStore, step: Step) -> dict | None:
-    rec = store.get(step.stage, content_key(step.spec))
-    return None if rec is None else rec.result
-
-
 def _failing_spec(trial: Trial, store: ResultStore) -> dict:
     """The first cell of the trial (its required trials first) that has no result: the one that failed."""
     for needed in trial.requires:
         if not is_complete(needed, store):
             return _failing_spec(needed, store)
-    cells = walk(trial, lambda step: _stored(store, step))
+    cells = walk_store(trial, store)
     return next((step.spec for step, result in cells if result is None), cells[-1][0].spec)
 
 
 def is_complete(trial: Trial, store: ResultStore) -> bool:
-    """Every cell of the trial is in the store (read, not verified)."""
-    cells = walk(trial, lambda step: _stored(store, step))
-    return all(result is not None for _, result in cells)
+    """Every cell of the trial is in the store."""
+    return all(result is not None for _, result in walk_store(trial, store))
 
 
 # ----------------------------------------------------------------------------- many workers
@@ -135,14 +143,8 @@ def die_with_parent(parent_pid: int) -> None:
     """In a worker or manager process: exit when the process that started it dies, even by ``kill -9`` (which
     runs no cleanup in the parent). Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG); elsewhere a thread
     polls the parent. Either way no orphan keeps computing a run nobody waits for."""
-    import signal
-    import sys
-    import threading
-
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
         except (OSError, AttributeError):
@@ -161,8 +163,6 @@ def die_with_parent(parent_pid: int) -> None:
 
 def _worker(args) -> RunSummary:
     """Take trial indices from the shared queue until it is empty; a blocked trial goes to the back."""
-    import queue as q
-
     import torch
 
     trials, store_root, artifact_dir, device, threads, tasks, events, poll = args
@@ -193,8 +193,6 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
         return run_trials(trials, store, artifacts, devices[0], emit, poll)
     ctx = mp.get_context("spawn")
     threads = cell_threads()  # not cores // workers: a result must not depend on --workers
-    from multiprocessing.managers import SyncManager
-
     manager = SyncManager(ctx=ctx)
     manager.start(die_with_parent, (os.getpid(),))
     tasks, events = manager.Queue(), manager.Queue()
@@ -216,8 +214,6 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
 
 
 def _drain(queue, emit, timeout: float) -> None:
-    import queue as q
-
     try:
         emit(queue.get(timeout=timeout) if timeout else queue.get_nowait())
         while True:

@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from naspoison.families import walk_store
+from naspoison.run.executor import run_trials
 from naspoison.store import ArtifactCache, ResultStore, canonical_json, content_key
 from naspoison.store.timings import split_timings
 
@@ -46,22 +48,12 @@ class Outcome:
 def trial_cells(trial, store: ResultStore) -> list[dict] | None:
     """Every cell spec of ``trial`` (its required trials' first), or None if one of them is not stored."""
     specs: list[dict] = []
-    for needed in getattr(trial, "requires", ()):
-        sub = trial_cells(needed, store)
-        if sub is None:
+    for t in (*trial.requires, trial):
+        cells = walk_store(t, store)
+        if any(result is None for _, result in cells):
             return None
-        specs += sub
-    for s in (getattr(trial, "poison", None), getattr(trial, "sanitize", None), getattr(trial, "search", None)):
-        if s is not None:
-            specs.append(s)
-    found = None
-    if getattr(trial, "search", None) is not None:
-        rec = store.get(trial.search["stage"], content_key(trial.search))
-        if rec is None:
-            return None
-        found = rec.result
-    specs += trial.after_search(found)
-    return specs if all(store.has(s["stage"], content_key(s)) for s in specs) else None
+        specs += [step.spec for step, _ in cells]
+    return specs
 
 
 def candidates(trials, store: ResultStore) -> tuple[dict[str, tuple[dict, list]], int]:
@@ -129,8 +121,6 @@ def recompute(trials, store: ResultStore, n: int, *, device: str = "cpu", sample
               scratch: Path | None = None, keep: bool = False, emit=print,
               only_keys: set[str] | None = None) -> tuple[list[Outcome], int]:
     """Recompute ``n`` stored cells of ``trials`` and compare; (outcomes, incomplete trials skipped)."""
-    from naspoison.run.executor import run_trials
-
     cands, skipped = candidates(trials, store)
     chosen = choose(cands, store, n, sample, seed, stages, only_keys)
     root = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="naspoison-recompute-"))

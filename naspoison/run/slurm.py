@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from naspoison.run import checkpoint
 from naspoison.run.executor import RunSummary, run_parallel
 from naspoison.store import ArtifactCache, ResultStore
 from naspoison.suite.expand import Trial, shard
-
 
 MAX_REQUEUES = 50
 
@@ -48,15 +48,11 @@ class GroupTask:
     worker processes (several GPUs per task) lose at most the checkpoint interval."""
 
     def __call__(self, trials: list[Trial], store_root: str, artifact_dir: str, poll: float = 5.0) -> dict:
-        from naspoison.run import checkpoint
-
         checkpoint.keep_snapshots(True)
         return run_group(trials, store_root, artifact_dir, poll)
 
     def checkpoint(self, *args, **kwargs):
         import submitit
-
-        from naspoison.run import checkpoint
 
         if checkpoint.save_snapshot_now():
             print("checkpointed the running cell at its last epoch boundary before the requeue", flush=True)

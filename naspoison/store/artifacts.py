@@ -13,6 +13,8 @@ caller then recomputes it. It is never used.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import sys
 import threading
@@ -21,6 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import diskcache
+import numpy as np
+
+from naspoison._lazy import lazy
+
+torch = lazy("torch", globals())
 
 DEFAULT_SIZE_LIMIT = 20 * 2**30  # 20 GiB
 
@@ -147,11 +154,6 @@ class ArtifactCache:
 
 def state_to_bytes(state: dict, meta: dict | None = None) -> bytes:
     """A model's ``state_dict`` (plus a small JSON ``meta``) as npz bytes: plain arrays, no pickle."""
-    import io
-    import json
-
-    import numpy as np
-
     arrays = {f"state/{k}": v.detach().cpu().numpy() for k, v in state.items()}
     arrays["meta"] = np.array(json.dumps(meta or {}, sort_keys=True))
     buf = io.BytesIO()
@@ -161,12 +163,6 @@ def state_to_bytes(state: dict, meta: dict | None = None) -> bytes:
 
 def state_from_bytes(blob: bytes) -> tuple[dict, dict]:
     """Inverse of :func:`state_to_bytes`: (state_dict of CPU tensors, meta)."""
-    import io
-    import json
-
-    import numpy as np
-    import torch
-
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         state = {k[len("state/"):]: torch.from_numpy(z[k].copy()) for k in z.files if k.startswith("state/")}
         return state, json.loads(str(z["meta"]))

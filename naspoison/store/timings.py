@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from naspoison.store.keys import canonical_json
+
 # facts about one run rather than its result: whether an upstream artifact (e.g. NAS-GC's victim weights) had to be
 # recomputed depends on the artifact cache of the machine, so a recomputation elsewhere would differ only there
 RUN_FACTS = frozenset({"recomputed", "recomputed_test_acc"})
@@ -37,6 +39,4 @@ def split_timings(result: Any, at: str = "") -> tuple[Any, dict[str, float]]:
 
 def same_result(a: Any, b: Any) -> bool:
     """Equal up to timing fields (records written before timings moved still hold them)."""
-    from naspoison.store.keys import canonical_json
-
     return canonical_json(split_timings(a)[0]) == canonical_json(split_timings(b)[0])
