@@ -6,8 +6,21 @@ from typing import Any
 
 from pydantic import Field
 
-from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_fraction, check_names, params_problems, unknown
+from naspoison import stages
+from naspoison.attacks import ATTACKS
+from naspoison.families.base import (
+    ExpandContext,
+    Family,
+    FamilyConfig,
+    check_fraction,
+    check_names,
+    params_problems,
+    unknown,
+)
 from naspoison.families.searching import SearchTrial, accuracy
+from naspoison.nas import ALGORITHMS
+from naspoison.report.defended import defended_section
+from naspoison.sanitize import SANITIZERS
 
 
 class DefendedSearchConfig(FamilyConfig):
@@ -26,10 +39,6 @@ class DefendedSearch(Family):
     profile_fields = {"sanitize": (dict[str, dict[str, Any]], dict)}
 
     def validate(self, config: DefendedSearchConfig, suite) -> list:
-        from naspoison.attacks import ATTACKS
-        from naspoison.nas import ALGORITHMS
-        from naspoison.sanitize import SANITIZERS
-
         at = ("families", self.name)
         out = check_names(at + ("algorithms",), config.algorithms, list(ALGORITHMS))
         for name, attacks in config.defenses.items():
@@ -43,8 +52,6 @@ class DefendedSearch(Family):
         return out + check_fraction(at + ("budget",), config.budget)
 
     def profile_problems(self, config: DefendedSearchConfig, name: str, profile) -> list:
-        from naspoison.sanitize import SANITIZERS
-
         if config is None:  # the block is only read when the family is declared
             return []
         out = []
@@ -60,11 +67,6 @@ class DefendedSearch(Family):
         return {a for attacks in config.defenses.values() for a in attacks}, set(config.algorithms)
 
     def expand(self, config: DefendedSearchConfig, ctx: ExpandContext) -> list[SearchTrial]:
-        from naspoison import stages
-        from naspoison.attacks import ATTACKS
-        from naspoison.nas import ALGORITHMS
-        from naspoison.sanitize import SANITIZERS
-
         out = []
         for countermeasure, attacks in config.defenses.items():
             cls = SANITIZERS[countermeasure]
@@ -99,8 +101,6 @@ class DefendedSearch(Family):
                    "algorithm": trial.algorithm, "seed": trial.seed, "accuracy": acc}
 
     def sections(self, collected) -> dict:
-        from naspoison.report.defended import defended_section
-
         rows = collected.of(self.name)
         if not rows:
             return {}

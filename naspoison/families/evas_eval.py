@@ -5,11 +5,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydantic import Field
 
-from naspoison.families.base import ExpandContext, Family, FamilyConfig, Step, Steps, Trial, check_names, unknown
-from naspoison.families.base import MAX_COUNT
+from naspoison import stages
+from naspoison.backdoor.evaluate import RESNET18
+from naspoison.backdoor.scenarios import NEEDS_FRACTION, SCENARIOS
+from naspoison.defenses import DEFENSES
+from naspoison.families.base import (
+    MAX_COUNT,
+    ExpandContext,
+    Family,
+    FamilyConfig,
+    Step,
+    Steps,
+    Trial,
+    check_names,
+)
 from naspoison.families.evas_search import EvasTrial, backdoor_spec, search_spec
+from naspoison.nas.evas import ScoreSetting, conv_enumeration, landscape_archs
+from naspoison.spaces import nb201
 
 
 class EvasEvalConfig(FamilyConfig):
@@ -45,13 +60,9 @@ class ScoreStudyTrial(Trial):
         return f"{self.family}/study:{self.algorithm}"
 
     def _score(self, arch: str) -> Step:
-        from naspoison import stages
-
         return Step(stages.evas_score_spec(arch, self.score_setting, self.dataset, 0), self.dataset)  # search seed 0's batch and inits
 
     def steps(self) -> Steps:
-        from naspoison.nas.evas import conv_enumeration, landscape_archs
-
         if self.study == "sample":
             yield self._score(self.arch)
             yield Step(backdoor_spec(self.arch, self), self.dataset)
@@ -75,11 +86,6 @@ class EvasEval(Family):
     needs = ("evas_search",)
 
     def validate(self, config: EvasEvalConfig, suite) -> list:
-        from naspoison.backdoor.evaluate import RESNET18
-        from naspoison.backdoor.scenarios import SCENARIOS
-        from naspoison.defenses import DEFENSES
-        from naspoison.spaces import nb201
-
         at, out = ("families", self.name), []
         for i, b in enumerate(config.baselines):
             if b != RESNET18:
@@ -100,13 +106,6 @@ class EvasEval(Family):
         return out
 
     def expand(self, config: EvasEvalConfig, ctx: ExpandContext) -> list[Trial]:
-        import numpy as np
-
-        from naspoison.backdoor.scenarios import NEEDS_FRACTION
-        from naspoison.defenses import DEFENSES
-        from naspoison.nas.evas import ScoreSetting
-        from naspoison.spaces import nb201
-
         ev, dataset = ctx.profile.evas, ctx.dataset
         found = search_spec(ctx, 0)
         recipe, generator = ev.model.model_dump(), ev.generator.model_dump()

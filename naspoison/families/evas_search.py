@@ -8,12 +8,28 @@ from typing import Any
 
 from pydantic import Field
 
+from naspoison import stages
+from naspoison.backdoor import VARIANTS
 from naspoison.backdoor.attack import GeneratorRecipe
 from naspoison.backdoor.evaluate import ModelRecipe
 from naspoison.backdoor.scenarios import FinetuneRecipe
-from naspoison.data.datasets import DatasetSpec
-from naspoison.families.base import MAX_COUNT, MAX_SEEDS, ExpandContext, Family, FamilyConfig, Step, Steps, Trial, params_problems, unknown
+from naspoison.data.datasets import DATASETS, DatasetSpec
+from naspoison.defenses import DEFENSES
+from naspoison.families.base import (
+    MAX_COUNT,
+    MAX_SEEDS,
+    ExpandContext,
+    Family,
+    FamilyConfig,
+    Step,
+    Steps,
+    Trial,
+    params_problems,
+    unknown,
+)
 from naspoison.nas.evas import EvasParams
+from naspoison.report.evas import evas_table
+from naspoison.store import content_key
 
 
 class EvasSearchConfig(FamilyConfig):
@@ -69,8 +85,6 @@ class EvasTrial(Trial):
         return f"{self.family}/{where}{self.algorithm}{row}/seed={self.seed}"
 
     def steps(self) -> Steps:
-        from naspoison import stages
-
         arch = self.arch
         if self.search is not None:
             found = yield Step(self.search, self.search_dataset or self.dataset)
@@ -110,8 +124,6 @@ class EvasSearch(Family):
 
     def sections(self, collected) -> dict:
         """The Evas tables (Evas Tables 1-5, the score study) from this family's searches and evas_eval's rows."""
-        from naspoison.report.evas import evas_table
-
         found, rows = collected.of(self.name), collected.of("evas_eval")
         if not found and not rows:
             return {}
@@ -127,27 +139,18 @@ class EvasSearch(Family):
 
 def search_spec(ctx: ExpandContext, seed: int) -> dict:
     """The Evas search cell of one search seed (evas_eval reads seed 0's)."""
-    from naspoison import stages
-
     return stages.evas_search_spec(ctx.profile.evas.search.model_dump(), ctx.dataset, seed)
 
 
 def backdoor_spec(arch: str, trial) -> dict:
     """The backdoor cell of ``arch`` for an Evas trial (its recipe, generator, dataset and seed): trained clean,
     then its trigger generator; a cell found by a search also names that search."""
-    from naspoison import stages
-    from naspoison.store import content_key
-
     return stages.backdoor_spec(arch, trial.recipe, trial.generator, trial.dataset, trial.seed,
                                 None if trial.search is None else content_key(trial.search))
 
 
 def evas_profile_problems(name: str, profile) -> list:
     """A profile's evas block: trigger variants, defense parameters, datasets, search sizes."""
-    from naspoison.backdoor import VARIANTS
-    from naspoison.data.datasets import DATASETS
-    from naspoison.defenses import DEFENSES
-
     at, out, ev = ("profiles", name, "evas"), [], profile.evas
     for section in ("search", "generator"):
         v = getattr(ev, section).variant

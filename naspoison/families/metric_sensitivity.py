@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
+from naspoison import stages
 from naspoison.analyses.sensitivity import SensitivityParams
-
+from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, Step, Steps, Trial, check_fraction, unknown
+from naspoison.report.sensitivity import sensitivity_section
 
 
 class MetricSensitivityConfig(FamilyConfig):
@@ -45,8 +47,6 @@ class MetricSensitivity(Family):
     profile_fields = {"sensitivity": (SensitivityParams, SensitivityParams)}
 
     def validate(self, config: MetricSensitivityConfig, suite) -> list:
-        from naspoison.attacks import ATTACKS
-
         at, out = ("families", self.name), []
         for i, a in enumerate(config.attacks):
             if a not in ATTACKS:
@@ -60,9 +60,6 @@ class MetricSensitivity(Family):
         return set(config.attacks), set()
 
     def expand(self, config: MetricSensitivityConfig, ctx: ExpandContext) -> list[MetricsTrial]:
-        from naspoison import stages
-        from naspoison.attacks import NO_ATTACK
-
         params = ctx.profile.sensitivity.model_dump()
         out = [MetricsTrial(self.name, NO_ATTACK, None, "metrics", 0, ctx.dataset,
                             metrics=stages.metrics_spec(params, ctx.dataset, None))]
@@ -79,7 +76,5 @@ class MetricSensitivity(Family):
             yield {"attack": trial.row, "budget": trial.budget, "result": result}
 
     def sections(self, collected) -> dict:
-        from naspoison.report.sensitivity import sensitivity_section
-
         rows = collected.of(self.name)
         return {"sensitivity": sensitivity_section(rows)} if rows else {}

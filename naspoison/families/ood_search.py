@@ -4,13 +4,18 @@ shape, retrain on the profile's dataset. The in-distribution row is the poisonin
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from pydantic import Field
 
-from naspoison.data.datasets import DatasetSpec
+from naspoison import stages
+from naspoison.data.datasets import DATASETS, DatasetSpec
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_names, unknown
 from naspoison.families.poisoning import clean_trial
 from naspoison.families.searching import SearchTrial, accuracy
+from naspoison.nas import ALGORITHMS
+from naspoison.report.analysis import TrialAccuracy
+from naspoison.report.ood import ood_section
 
 
 class OodSearchConfig(FamilyConfig):
@@ -28,8 +33,6 @@ class OodProfile(FamilyConfig):
 
 def source_name(ds) -> str:
     """A search source's row name: the dataset's name, or the file's stem for a user's .npz."""
-    from pathlib import Path
-
     return Path(ds.path).stem if ds.name == "npz" and ds.path else ds.name
 
 
@@ -40,13 +43,9 @@ class OodSearch(Family):
     profile_fields = {"ood": (OodProfile, OodProfile)}
 
     def validate(self, config: OodSearchConfig, suite) -> list:
-        from naspoison.nas import ALGORITHMS
-
         return check_names(("families", self.name, "algorithms"), config.algorithms, list(ALGORITHMS))
 
     def profile_problems(self, config: OodSearchConfig, name: str, profile) -> list:
-        from naspoison.data.datasets import DATASETS
-
         if config is None:  # the block is only read when the family is declared
             return []
         at = ("profiles", name)
@@ -65,8 +64,6 @@ class OodSearch(Family):
         return set(), set(config.algorithms)
 
     def expand(self, config: OodSearchConfig, ctx: ExpandContext) -> list[SearchTrial]:
-        from naspoison import stages
-
         ood, out = ctx.profile.ood, []
         for alg in config.algorithms:
             for seed in ctx.seeds:
@@ -79,15 +76,11 @@ class OodSearch(Family):
         return out
 
     def collect(self, trial: SearchTrial, cells):
-        from naspoison.report.analysis import TrialAccuracy
-
         acc = accuracy(cells)
         if acc is not None:
             yield TrialAccuracy(trial.row, trial.budget, trial.algorithm, trial.seed, acc)
 
     def sections(self, collected) -> dict:
-        from naspoison.report.ood import ood_section
-
         rows = collected.of(self.name)
         if not rows:
             return {}

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from naspoison import stages
+from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_fraction, check_names
 from naspoison.families.searching import SearchTrial, accuracy
+from naspoison.nas import ALGORITHMS
+from naspoison.report.analysis import TrialAccuracy, analyse
+from naspoison.store import content_key
 
 
 class PoisoningConfig(FamilyConfig):
@@ -19,9 +24,6 @@ class PoisoningConfig(FamilyConfig):
 
 def clean_trial(ctx: ExpandContext, algorithm: str, seed: int, family: str = "poisoning") -> SearchTrial:
     """The algorithm's search on clean data: the no-attack row (shared by every family that compares with it)."""
-    from naspoison import stages
-    from naspoison.attacks import NO_ATTACK
-
     return SearchTrial(family, NO_ATTACK, None, algorithm, seed, ctx.dataset,
                        search=stages.search_spec(algorithm, ctx.algorithm_params(algorithm), ctx.dataset, seed, None),
                        recipe=ctx.recipe)
@@ -33,9 +35,6 @@ class Poisoning(Family):
     doc = PoisoningConfig.__doc__
 
     def validate(self, config: PoisoningConfig, suite) -> list:
-        from naspoison.attacks import ATTACKS, NO_ATTACK
-        from naspoison.nas import ALGORITHMS
-
         at = ("families", self.name)
         out = check_names(at + ("attacks",), config.attacks, [NO_ATTACK, *ATTACKS])
         out += check_names(at + ("algorithms",), config.algorithms, list(ALGORITHMS))
@@ -48,16 +47,9 @@ class Poisoning(Family):
         return out
 
     def uses(self, config: PoisoningConfig) -> tuple[set[str], set[str]]:
-        from naspoison.attacks import NO_ATTACK
-
         return {a for a in config.attacks if a != NO_ATTACK}, set(config.algorithms)
 
     def expand(self, config: PoisoningConfig, ctx: ExpandContext) -> list[SearchTrial]:
-        from naspoison import stages
-        from naspoison.attacks import ATTACKS, NO_ATTACK
-        from naspoison.nas import ALGORITHMS
-        from naspoison.store import content_key
-
         out = []
         for attack in config.attacks:
             for budget in ([None] if attack == NO_ATTACK else config.budgets):
@@ -94,15 +86,11 @@ class Poisoning(Family):
         return out
 
     def collect(self, trial: SearchTrial, cells):
-        from naspoison.report.analysis import TrialAccuracy
-
         acc = accuracy(cells)
         if acc is not None:
             yield TrialAccuracy(trial.row, trial.budget, trial.algorithm, trial.seed, acc)
 
     def sections(self, collected) -> dict:
-        from naspoison.report.analysis import analyse
-
         if not any(t.family in (self.name, "random_baseline") for t in collected.trials):
             return {}
         return analyse(collected.of(self.name), collected.of("random_baseline"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, unknown
 from naspoison.families.poisoning import clean_trial
 from naspoison.families.searching import SearchTrial, accuracy
+from naspoison.nas import ALGORITHMS
 
 
 class RandomBaselineConfig(FamilyConfig):
@@ -18,8 +19,6 @@ class RandomBaseline(Family):
     doc = RandomBaselineConfig.__doc__
 
     def validate(self, config: RandomBaselineConfig, suite) -> list:
-        from naspoison.nas import ALGORITHMS
-
         if config.algorithm not in ALGORITHMS:
             return [(("families", self.name, "algorithm"), unknown("name", config.algorithm, ALGORITHMS))]
         return []

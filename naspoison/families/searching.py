@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from naspoison import stages
 from naspoison.families.base import Step, Steps, Trial
 
 
@@ -39,8 +40,6 @@ class SearchTrial(Trial):
         return f"{self.family}/{row}/{self.algorithm}/seed={self.seed}"
 
     def steps(self) -> Steps:
-        from naspoison import stages
-
         ds = self.dataset
         if self.poison is not None:
             yield Step(self.poison, ds)
