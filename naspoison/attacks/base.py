@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 
 
 @dataclass
@@ -24,8 +24,8 @@ class AttackContext:
     log: Callable[[str], None] = lambda message: None
 
 
-class NoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class NoParams(StrictParams):
+    """An attack without parameters."""
 
 
 @dataclass

@@ -23,10 +23,11 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.backdoor.scenarios import FinetuneRecipe
 from naspoison.defenses.base import Suspect
+from naspoison.params import StrictParams
 from naspoison.train import fit
 from naspoison._lazy import lazy, no_grad
 
@@ -34,8 +35,7 @@ torch = lazy("torch", globals())
 nn = lazy("torch.nn", globals())
 
 
-class FinePruningParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class FinePruningParams(StrictParams):
     samples: int = Field(1000, gt=0, description="clean training images that rank the channels")
     fractions: list[float] = Field(default_factory=lambda: [i / 20 for i in range(20)])
     max_acc_drop: float = Field(0.04, ge=0, le=1)

@@ -31,9 +31,10 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.defenses.base import Suspect
+from naspoison.params import StrictParams
 from naspoison.run import checkpoint
 from naspoison._lazy import lazy
 
@@ -41,8 +42,7 @@ torch = lazy("torch", globals())
 F = lazy("torch.nn.functional", globals(), "F")
 
 
-class NeuralCleanseParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class NeuralCleanseParams(StrictParams):
     epochs: int = Field(100, gt=0)
     batch_size: int = Field(32, gt=0)
     samples: int = Field(1000, gt=0, description="clean training images used")

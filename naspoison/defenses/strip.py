@@ -25,16 +25,16 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.defenses.base import Suspect
+from naspoison.params import StrictParams
 from naspoison._lazy import lazy, no_grad
 
 torch = lazy("torch", globals())
 
 
-class StripParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class StripParams(StrictParams):
     overlays: int = Field(100, gt=0, description="N clean images superimposed on each input")
     inputs: int = Field(500, gt=0, description="clean and triggered test inputs scored")
     positives: Literal["all", "successful"] = "all"

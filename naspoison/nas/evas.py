@@ -25,12 +25,13 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.backdoor.variants import VARIANTS
 from naspoison.backdoor.score import trigger_ntk_cond
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 from naspoison.spaces import nb201
 from naspoison.store import content_key
 from naspoison.train import seed_everything
@@ -43,10 +44,8 @@ SCORE_VERSION = "2"  # 2: the vinai mask fix (issue 19) and the score regime fie
 MUTATION_WEIGHTS = {"none": 1, "skip_connect": 2, "nor_conv_1x1": 3, "nor_conv_3x3": 3, "avg_pool_3x3": 1}
 
 
-class ScoreSetting(BaseModel):
+class ScoreSetting(StrictParams):
     """How one architecture is scored (Evas: batch 96, median of 3 inits, the NB201 network at C = 16)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     batch_size: int = Field(96, gt=1)
     inits: int = Field(3, gt=0)
     channels: int = Field(16, gt=0, description="NB201 C")

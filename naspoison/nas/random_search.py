@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 from naspoison.spaces.darts import N_INPUTS, N_NODES, OP_NAMES, Genotype, sample_genotype
 
 NON_NONE_OPS: tuple[str, ...] = OP_NAMES[1:]
@@ -56,8 +56,7 @@ def duplicate_input_rate(genotypes: Sequence[Genotype]) -> float:
     return float(np.mean(nodes))
 
 
-class RandomParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class RandomParams(StrictParams):
     sampler: Literal["distinct", "reference"] = "distinct"
 
 

@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 from naspoison.sanitize.base import Sanitized
 
 RESNET152_FILE = "resnet152-394f9c45.pth"  # torchvision's IMAGENET1K_V1 file name
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-class ClusterRelabelParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ClusterRelabelParams(StrictParams):
     features: Literal["resnet152", "pixels_pca"] = "resnet152"
     weights: str | None = Field(None, description="ResNet-152 ImageNet weights file (default: the torch hub cache)")
     clusters: int = Field(10, gt=1)
