@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from naspoison.attacks.base import AttackContext, Poison, poison_count
+from naspoison.attacks.base import Attack, AttackContext, Poison, poison_count
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.augment import DeviceImages, channel_stats
 from naspoison.data.datasets import ImageData
@@ -45,7 +45,7 @@ def flip_most_confident(logits: np.ndarray, budget: float) -> tuple[np.ndarray, 
     return chosen[keep].astype(np.int64), new[keep].astype(np.int64)
 
 
-class ConfidenceLabelFlip:
+class ConfidenceLabelFlip(Attack):
     name = "confidence_label_flip"
     title = "Confidence-based label-flipping"
     changes = "labels"

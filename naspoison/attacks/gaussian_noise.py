@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from naspoison.attacks.base import Poison, choose_indices
+from naspoison.attacks.base import Attack, Poison, choose_indices
 from naspoison.data.datasets import ImageData
 from naspoison.params import StrictParams
 
@@ -17,7 +17,7 @@ class GaussianNoiseParams(StrictParams):
     epsilon: float = Field(16 / 255, gt=0, le=1, description="l_inf bound on the [0,1] pixel scale")
 
 
-class GaussianNoise:
+class GaussianNoise(Attack):
     name = "gaussian_noise"
     title = "Gaussian noise"
     changes = "images"

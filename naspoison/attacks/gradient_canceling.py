@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from naspoison.attacks.base import AttackContext, Poison, choose_indices
+from naspoison.attacks.base import Attack, AttackContext, Poison, choose_indices
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.augment import DeviceImages, channel_stats
 from naspoison.data.datasets import ImageData
@@ -299,7 +299,7 @@ def _cancel(model: nn.Module, params: list[nn.Parameter], data: ImageData, budge
     })
 
 
-class GradientCanceling:
+class GradientCanceling(Attack):
     """Gradient canceling against the attacker's own clean model (the surrogate ResNet-18)."""
 
     name = "gradient_canceling"

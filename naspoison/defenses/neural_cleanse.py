@@ -28,12 +28,13 @@ Written from the paper (every public implementation differs somewhere; our choic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from naspoison.defenses.base import Suspect
+from naspoison.defenses.base import BackdoorDefense, Suspect
 from naspoison.params import StrictParams
 from naspoison.run import checkpoint
 from naspoison._lazy import lazy
@@ -235,12 +236,24 @@ def _optimise(s, p, x_all, a, b, opt, gen, targets, cost, cost_set, up, down, be
     return epoch
 
 
-def neural_cleanse(s: Suspect, p: NeuralCleanseParams, log=None) -> dict:
-    r = reverse_engineer(s, p, log)
-    index = anomaly_index(r["l1"])
-    med = median(r["l1"])
-    flagged = [j for j in range(len(index)) if r["l1"][j] < med and index[j] > 2]
-    finite = [x if math.isfinite(x) else None for x in index]  # MAD = 0: an L1 off the median is infinitely anomalous
-    return {"l1": r["l1"], "reached": r["reached"], "anomaly_index": finite, "median_l1": med,
-            "flagged": flagged, "target_index": finite[s.target],
-            "target_flagged": s.target in flagged, "epochs": r["epochs"]}
+class NeuralCleanse(BackdoorDefense):
+    """Reverse-engineer a trigger per class; flag classes whose mask is anomalously small (Evas Table 4)."""
+
+    name = "neural_cleanse"
+    title = "Neural Cleanse"
+    Params = NeuralCleanseParams
+
+    def run(self, suspect: Suspect, params: NeuralCleanseParams, log: Callable[[str], None] | None = None) -> dict:
+        r = reverse_engineer(suspect, params, log)
+        index = anomaly_index(r["l1"])
+        med = median(r["l1"])
+        flagged = [j for j in range(len(index)) if r["l1"][j] < med and index[j] > 2]
+        finite = [x if math.isfinite(x) else None for x in index]  # MAD = 0: an L1 off the median is infinitely anomalous
+        return {"l1": r["l1"], "reached": r["reached"], "anomaly_index": finite, "median_l1": med,
+                "flagged": flagged, "target_index": finite[suspect.target],
+                "target_flagged": suspect.target in flagged, "epochs": r["epochs"]}
+
+    @staticmethod
+    def summary(result: dict) -> dict:
+        return {"target_index": result["target_index"], "target_flagged": result["target_flagged"],
+                "flagged": result["flagged"]}

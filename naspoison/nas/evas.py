@@ -31,6 +31,7 @@ from naspoison.backdoor.variants import VARIANTS
 from naspoison.backdoor.score import trigger_ntk_cond
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.nas.base import NASAlgorithm
 from naspoison.params import StrictParams
 from naspoison.spaces import nb201
 from naspoison.store import content_key
@@ -214,10 +215,12 @@ def reference_evolution(score: Callable[[nb201.Arch], float], params: EvasParams
     return _result(history)
 
 
-class EvasSearch:
+class EvasSearch(NASAlgorithm):
     """The registry face of the search: ``search(data, params, seed, ...)`` → the found NB201 cell."""
 
     name = "evas"
+    title = "Evas"
+    space = "nb201"
     uses_labels = False
     Params = EvasParams
 

@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.nas.base import NASAlgorithm
 from naspoison.params import StrictParams
 from naspoison.run import checkpoint
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
@@ -152,8 +153,9 @@ def to_pairs(chosen: Chosen) -> tuple[tuple[str, int], ...]:
 
 
 # ----------------------------------------------------------------------------- the search
-class PDARTS:
+class PDARTS(NASAlgorithm):
     name = "pdarts"
+    title = "P-DARTS"
     uses_data = True
     uses_labels = True
     gc_target = "alphas"  # NAS-aware gradient canceling moves the converged supernet's alphas

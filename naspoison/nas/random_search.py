@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from naspoison.data.datasets import ImageData
+from naspoison.nas.base import NASAlgorithm
 from naspoison.params import StrictParams
 from naspoison.spaces.darts import N_INPUTS, N_NODES, OP_NAMES, Genotype, sample_genotype
 
@@ -60,8 +61,9 @@ class RandomParams(StrictParams):
     sampler: Literal["distinct", "reference"] = "distinct"
 
 
-class RandomSearch:
+class RandomSearch(NASAlgorithm):
     name = "random"
+    title = "Random sampling"
     uses_data = False    # the sample depends on the seed only
     uses_labels = False
     Params = RandomParams

@@ -52,6 +52,7 @@ from pydantic import Field, model_validator
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData, make_image_data
+from naspoison.nas.base import NASAlgorithm
 from naspoison.nas.metrics import METRICS, compute_metrics
 from naspoison.nas.random_search import NON_NONE_OPS, sample_distinct
 from naspoison.params import StrictParams
@@ -208,8 +209,9 @@ def split_halves(data: ImageData, portion: float, seed: int) -> ImageData:
                            data.y_train[b], data.num_classes)
 
 
-class RoBoT:
+class RoBoT(NASAlgorithm):
     name = "robot"
+    title = "RoBoT"
     uses_data = True
     uses_labels = True
     Params = RoBoTParams

@@ -46,6 +46,7 @@ from pydantic import Field
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.nas.base import NASAlgorithm
 from naspoison.nas.metrics import count_distinct_rows, kappa, linear_regions, ntk_gram, thin_network_kernels, train_mode
 from naspoison.params import StrictParams
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
@@ -298,8 +299,9 @@ class Probe:
 
 
 # ----------------------------------------------------------------------------- the search
-class TENAS:
+class TENAS(NASAlgorithm):
     name = "tenas"
+    title = "TE-NAS"
     uses_data = True
     uses_labels = False  # no label-flip rows
     Params = TENASParams

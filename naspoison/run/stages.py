@@ -343,13 +343,13 @@ def compute_defense(spec: dict, backdoor: dict, dataset: dict, artifacts: Artifa
     from naspoison.defenses import DEFENSES, Suspect
 
     p = spec["params"]
-    fn, params_cls = DEFENSES[p["defense"]]
+    defense = DEFENSES[p["defense"]]()
     model, gen = backdoor_models(backdoor, dataset, artifacts, device, log, store)
     for q in gen.parameters():
         q.requires_grad_(False)
     suspect = Suspect(model, gen, load_dataset(dataset), backdoor["params"]["generator"]["target"], torch.device(device))
-    params = params_cls.model_validate_json(json.dumps(p["defense_params"]))
-    return {"defense": p["defense"], "arch": backdoor["params"]["arch"], **fn(suspect, params, log)}
+    params = defense.Params.model_validate_json(json.dumps(p["defense_params"]))
+    return {"defense": p["defense"], "arch": backdoor["params"]["arch"], **defense.run(suspect, params, log)}
 
 
 def compute_scenario(spec: dict, backdoor: dict, dataset: dict, artifacts: ArtifactCache | None, device: str,

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from naspoison.data.datasets import ImageData
 from naspoison.params import StrictParams
-from naspoison.sanitize.base import Sanitized
+from naspoison.sanitize.base import Sanitized, Sanitizer
 
 RESNET152_FILE = "resnet152-394f9c45.pth"  # torchvision's IMAGENET1K_V1 file name
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -94,7 +94,7 @@ def purity(labels: np.ndarray, truth: np.ndarray) -> float:
     return float(sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(truth))
 
 
-class ClusterRelabel:
+class ClusterRelabel(Sanitizer):
     name = "cluster_relabel"
     title = "Cluster-based relabeling"
     Params = ClusterRelabelParams

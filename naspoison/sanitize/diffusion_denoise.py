@@ -21,7 +21,7 @@ from pydantic import Field
 
 from naspoison.data.datasets import ImageData
 from naspoison.params import StrictParams
-from naspoison.sanitize.base import Sanitized
+from naspoison.sanitize.base import Sanitized, Sanitizer
 
 
 class DiffusionDenoiseParams(StrictParams):
@@ -78,7 +78,7 @@ def denoise(x: np.ndarray, unet, alphas_cumprod: np.ndarray, sigma: float, seed:
     return np.concatenate(out)
 
 
-class DiffusionDenoise:
+class DiffusionDenoise(Sanitizer):
     name = "diffusion_denoise"
     title = "Diffusion denoising"
     Params = DiffusionDenoiseParams

@@ -253,7 +253,7 @@ def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
 
         for ds in eval_sets:  # Evas Tables 4-5: defenses on the models as trained
             for defense in e.defenses:
-                params = DEFENSES[defense][1].model_validate(ev.defenses.get(defense, {})).model_dump()
+                params = DEFENSES[defense].Params.model_validate(ev.defenses.get(defense, {})).model_dump()
                 for name, search, arch in rows:
                     for seed in range(ev.seeds or prof.seeds):
                         out.append(EvasTrial("evas_eval", name, seed, search, arch, ds, recipe, generator,

@@ -328,7 +328,7 @@ def _semantic_problems(m: SuiteModel) -> list[tuple[tuple, str]]:
                 out.append((at + ("evas", "defenses", name), f"unknown defense {name!r}{did_you_mean(name, DEFENSES)}"))
                 continue
             try:
-                DEFENSES[name][1].model_validate(params)
+                DEFENSES[name].Params.model_validate(params)
             except ValidationError as e:
                 out += [(at + ("evas", "defenses", name) + loc, msg) for loc, msg in _pydantic_problems(e)]
         for i, ds in enumerate(prof.evas.datasets or []):
