@@ -219,7 +219,7 @@ def expand_defended(f, prof, dataset: dict, recipe: dict, seeds, alg_params, att
 def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
     import numpy as np
 
-    from naspoison.backdoor.scenarios import NEEDS_FRACTION
+    from naspoison.backdoor.scenarios import SCENARIOS
     from naspoison.nas.evas import ScoreSetting
     from naspoison.spaces import nb201
 
@@ -239,7 +239,7 @@ def expand_evas(fam, prof, dataset: dict) -> list[EvasTrial]:
         rows += [(f"random_{i + 1}", None, nb201.to_string(nb201.from_index(int(j))))
                  for i, j in enumerate(rng.integers(0, nb201.N_ARCHS, e.random_archs))]
         treatments = [(None, None)] + [(sc, f) for sc in e.scenarios
-                                       for f in (e.poison_fractions if sc in NEEDS_FRACTION else [None])]
+                                       for f in (e.poison_fractions if SCENARIOS[sc].needs_fraction else [None])]
         finetune = ev.finetune.model_dump()
         eval_sets = [d.model_dump() for d in ev.datasets] if ev.datasets else [dataset]
         for ds in eval_sets:
