@@ -71,7 +71,7 @@ def main():
         s = Suspect(model, lambda x, g=gen: g(x), data, gen_recipe.target, torch.device("cpu"))
         for defense, p in params.items():
             t = time.time()
-            result = DEFENSES[defense][0](s, p, print)
+            result = DEFENSES[defense]().run(s, p, print)
             result.pop("masks", None)
             row["defenses"][defense] = {"seconds": time.time() - t, **result}
             print(f"{name} {defense} ({time.time() - t:.0f} s): "

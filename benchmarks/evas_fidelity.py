@@ -134,7 +134,7 @@ def part_strip(args):
     s = Suspect(model, g.eval(), d, 0, torch.device("cpu"))
     res = {}
     for rule in ("all", "successful"):
-        r = DEFENSES["strip"][0](s, StripParams(overlays=args.overlays, inputs=args.inputs, positives=rule))
+        r = DEFENSES["strip"]().run(s, StripParams(overlays=args.overlays, inputs=args.inputs, positives=rule))
         res[rule] = r
     return {"generator": args.load_generator, "acc_asr": s.acc_asr(), "overlays": args.overlays, "inputs": args.inputs,
             "auroc": {k: v["auroc"] for k, v in res.items()}, "n_triggered_all": res["all"]["n_triggered"],
@@ -167,7 +167,7 @@ def part_strip_planted(args):
         return out
 
     s = Suspect(model.eval(), patch, d, 0, torch.device("cpu"))
-    res = {rule: DEFENSES["strip"][0](s, StripParams(overlays=args.overlays, inputs=args.inputs, positives=rule))
+    res = {rule: DEFENSES["strip"]().run(s, StripParams(overlays=args.overlays, inputs=args.inputs, positives=rule))
            for rule in ("all", "successful")}
     return {"poison": args.poison, "poisoned_images": len(idx), "acc_asr": s.acc_asr(), "overlays": args.overlays,
             "inputs": args.inputs, "auroc": {k: v["auroc"] for k, v in res.items()},

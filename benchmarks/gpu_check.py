@@ -296,11 +296,11 @@ class Retrain:
                 "cudnn_benchmark": torch.backends.cudnn.benchmark}
 
     def network(self):
-        from naspoison.spaces.darts import PDARTS
+        from naspoison.spaces.darts import PDARTS_GENOTYPE
         from naspoison.train import build_eval_network, seed_everything
 
         seed_everything(0)
-        return build_eval_network(PDARTS, self.data, self.recipe)
+        return build_eval_network(PDARTS_GENOTYPE, self.data, self.recipe)
 
     def timed_epochs(self, train_fn, on_epoch=None) -> dict:
         """Wall time per epoch (each ends after its test pass, which syncs); steady = the fastest epoch after the
@@ -603,7 +603,7 @@ def parity_run(job: dict) -> dict:
     """One retrain (a process of its own on the GPU); its progress file is rewritten after every epoch."""
     import torch
 
-    from naspoison.spaces.darts import PDARTS
+    from naspoison.spaces.darts import PDARTS_GENOTYPE
     from naspoison.train import Recipe, seeded_eval_network, fit
 
     torch.set_num_threads(job["threads"])
@@ -621,7 +621,7 @@ def parity_run(job: dict) -> dict:
         progress.write_text(json.dumps(rec))
 
     with precision_ctx:
-        out = fit(seeded_eval_network(PDARTS, data, recipe, job["seed"]), data, recipe, job["seed"],
+        out = fit(seeded_eval_network(PDARTS_GENOTYPE, data, recipe, job["seed"]), data, recipe, job["seed"],
                   job["device"], on_epoch)
     rec["final_test_acc"] = out["test_acc"]
     rec["seconds"] = time.perf_counter() - t0

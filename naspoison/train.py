@@ -12,10 +12,11 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats, cutout
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 from naspoison.run import checkpoint
 from naspoison.spaces.darts import Genotype
 from naspoison._lazy import lazy, no_grad
@@ -30,10 +31,8 @@ darts_net = lazy("naspoison.spaces.darts_net", globals())  # a torch module: loa
 Precision = Literal["fp32", "bf16"]
 
 
-class Recipe(BaseModel):
+class Recipe(StrictParams):
     """Published values are the defaults (P-DARTS ``train_cifar.py``: 600 epochs, 36 channels, 20 cells)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     epochs: int = Field(600, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(0.025, gt=0)
@@ -52,12 +51,10 @@ class Recipe(BaseModel):
     precision: Precision = "fp32"
 
 
-class PlainRecipe(BaseModel):
+class PlainRecipe(StrictParams):
     """SGD + cosine for a network without auxiliary head or drop-path (ResNet-18, NB201 cells): the fields
     the shared loop reads, with the usual CIFAR values (momentum 0.9, wd 5e-4, crop + flip, no cutout).
     Each use (the surrogate, the Evas models, fine-tuning) subclasses it with its own epochs and batch."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     epochs: int = Field(60, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(0.1, gt=0)

@@ -11,7 +11,7 @@ pytest.importorskip("matplotlib")
 from naspoison.cli import main
 from naspoison.report import cells
 from naspoison.spaces import nb201
-from naspoison.spaces.darts import PDARTS, sample_genotype
+from naspoison.spaces.darts import PDARTS_GENOTYPE, sample_genotype
 
 
 def _svg_edges(path):
@@ -30,7 +30,7 @@ def _expected_darts(pairs, concat):
 
 @pytest.mark.parametrize("seed", [None, 0, 1])
 def test_drawn_darts_cells_have_exactly_the_genotypes_edges(tmp_path, seed):
-    g = PDARTS if seed is None else sample_genotype(np.random.default_rng(seed))
+    g = PDARTS_GENOTYPE if seed is None else sample_genotype(np.random.default_rng(seed))
     files = cells.draw_genotype(g, tmp_path, "g", formats=("svg", "png"))
     assert sorted(p.name for p in files) == ["g_normal.png", "g_normal.svg", "g_reduce.png", "g_reduce.svg"]
     for kind in ("normal", "reduce"):
@@ -59,9 +59,9 @@ def test_draw_cli_writes_png_and_svg_and_rejects_bad_input(tmp_path, capsys):
         "genotype_normal.png", "genotype_normal.svg", "genotype_reduce.png", "genotype_reduce.svg",
         "nb201.png", "nb201.svg"]
     gfile = tmp_path / "g.json"
-    gfile.write_text(PDARTS.to_json())
+    gfile.write_text(PDARTS_GENOTYPE.to_json())
     assert main(["draw", "--genotype", str(gfile), "--name", "p", "--format", "svg", "--out", str(out)]) == 0
-    assert _svg_edges(out / "p_normal.svg") == _expected_darts(PDARTS.normal, PDARTS.normal_concat)
+    assert _svg_edges(out / "p_normal.svg") == _expected_darts(PDARTS_GENOTYPE.normal, PDARTS_GENOTYPE.normal_concat)
     for bad in (["--genotype", "not_a_genotype"], ["--arch", "|conv~0|"], ["--genotype", "pdarts", "--format", "jpg"],
                 []):
         assert main(["draw", *bad, "--out", str(out)]) == 2, bad
@@ -72,7 +72,7 @@ def test_draw_cli_writes_png_and_svg_and_rejects_bad_input(tmp_path, capsys):
 def test_labels_sit_on_their_own_edge_clear_of_nodes_and_each_other(which):
     # NB201 0->3 and 1->2 cross at both their middles: labels there would read as one
     graph = (cells.nb201_cell("|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|"
-                              "nor_conv_3x3~2|") if which == "nb201" else cells.darts_cell(PDARTS, "normal"))
+                              "nor_conv_3x3~2|") if which == "nb201" else cells.darts_cell(PDARTS_GENOTYPE, "normal"))
     pos = cells._layout(graph)
     bends = cells.edge_bends(graph, pos)
     labels = cells.label_positions(graph, pos, bends)

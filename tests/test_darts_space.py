@@ -7,7 +7,7 @@ from naspoison.spaces.darts import (
     EDGES,
     OP_NAMES,
     OPS,
-    PDARTS,
+    PDARTS_GENOTYPE,
     EvalNetwork,
     Genotype,
     count_parameters,
@@ -18,7 +18,7 @@ from naspoison.spaces.darts import (
 
 @pytest.mark.parametrize("genotype, published_millions, exact", [
     (DARTS_V2, 3.3, 3_349_342),   # DARTS paper: 3.3 M; its train.py logs "param size = 3.349342MB"
-    (PDARTS, 3.4, None),          # P-DARTS paper: 3.4 M
+    (PDARTS_GENOTYPE, 3.4, None),  # P-DARTS paper: 3.4 M
 ])
 def test_published_genotypes_build_to_published_size(genotype, published_millions, exact):
     n = count_parameters(EvalNetwork(genotype, C=36, layers=20, num_classes=10))
@@ -32,7 +32,7 @@ def test_space_has_14_edges_and_8_ops():
 
 
 def test_genotype_json_round_trip_by_op_name():
-    for g in (DARTS_V2, PDARTS, sample_genotype(np.random.default_rng(3))):
+    for g in (DARTS_V2, PDARTS_GENOTYPE, sample_genotype(np.random.default_rng(3))):
         s = g.to_json()
         assert "sep_conv" in s or "pool" in s or "conv" in s
         assert Genotype.from_json(s) == g
@@ -63,7 +63,7 @@ def test_random_genotype_is_seeded_and_valid():
 
 
 def test_eval_network_shapes_train_and_eval():
-    net = EvalNetwork(PDARTS, C=4, layers=5, num_classes=7, in_channels=1, image_size=8)
+    net = EvalNetwork(PDARTS_GENOTYPE, C=4, layers=5, num_classes=7, in_channels=1, image_size=8)
     net.train()
     logits, aux = net(torch.randn(3, 1, 8, 8))
     assert logits.shape == (3, 7) and aux.shape == (3, 7)

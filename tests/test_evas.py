@@ -196,5 +196,5 @@ def test_poisoned_finetuning_set_triggers_exactly_the_stated_fraction(digits_sma
         assert (digits_small.x_train == source[0]).all() and (digits_small.y_train == source[1]).all()  # a copy
     with pytest.raises(ValueError, match="needs fraction"):
         run_scenario("poisoned_finetune", None, g, digits_small, None, None, None, "x", 0, None)
-    with pytest.raises(ValueError, match="unknown scenario 'prune'"):
+    with pytest.raises(KeyError, match="unknown scenario 'prune'"):
         run_scenario("prune", None, g, digits_small, None, None, None, "x", 0, None)

@@ -280,13 +280,16 @@ def test_scenarios_report_the_final_model_not_a_best_epoch(monkeypatch):
     model = torch.nn.Linear(1, 1)
     seen = []
 
-    def scenario(model, *a):  # three "epochs"; the reference would report the best of them
-        for w in (0.9, 0.1, 0.5):
-            model.weight.data.fill_(w)
-            seen.append(w)
-        return {}
+    class Fake(sc.Scenario):
+        name, title = "fake", "fake"
 
-    monkeypatch.setitem(sc.SCENARIOS, "fake", scenario)
+        def run(self, model, *a):  # three "epochs"; the reference would report the best of them
+            for w in (0.9, 0.1, 0.5):
+                model.weight.data.fill_(w)
+                seen.append(w)
+            return {}
+
+    monkeypatch.setitem(sc.SCENARIOS, "fake", Fake)
     monkeypatch.setattr(sc, "attack_metrics", lambda m, *a: {"acc": float(m.weight), "asr": float(m.weight)})
     gen = torch.nn.Linear(1, 1)
     out = sc.run_scenario("fake", model, gen, None, type("R", (), {"eval_batch_size": 1})(), None,

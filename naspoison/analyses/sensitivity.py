@@ -31,12 +31,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
 from naspoison.nas.metrics import METRICS, compute_metrics
 from naspoison.nas.tenas import Probe, TENASParams, alive_of
+from naspoison.params import StrictParams
 from naspoison.spaces.darts import sample_genotype
 from naspoison._lazy import lazy
 
@@ -46,10 +47,8 @@ TENAS_METRICS = ("ntk_cond", "linear_regions")  # in the order Probe.measure ret
 TABLE_METRICS = ["ntk_cond", "linear_regions", "grad_norm", "snip", "grasp", "fisher", "jacob_cov"]
 
 
-class SensitivityParams(BaseModel):
+class SensitivityParams(StrictParams):
     """Defaults: the paper's 100 architectures and 1000 samples; TE-NAS's and RoBoT's metric settings."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     archs: int = Field(100, gt=0)
     samples: int = Field(1000, gt=1)
     metrics: list[str] = Field(default_factory=lambda: list(TABLE_METRICS), min_length=1)

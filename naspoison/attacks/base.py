@@ -4,12 +4,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 
 
 @dataclass
@@ -24,8 +24,35 @@ class AttackContext:
     log: Callable[[str], None] = lambda message: None
 
 
-class NoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class NoParams(StrictParams):
+    """An attack without parameters."""
+
+
+class Attack:
+    """A poisoning attack: the protocol every entry of ``ATTACKS`` subclasses. Every capability a caller
+    may ask about is declared here with its default, so callers read it, never probe for it."""
+
+    name: ClassVar[str]
+    """The registry key and the name in suite.yaml and in keys."""
+    title: ClassVar[str]
+    """How tables name it."""
+    changes: ClassVar[Literal["labels", "images"]]
+    """What the poison replaces; label attacks against an algorithm that reads no labels are skipped."""
+    Params: ClassVar[type[StrictParams]] = NoParams
+    """Its parameters (profiles' ``attacks: {name: {...}}``); a poison key holds their ``model_dump()``."""
+    targets_algorithm: ClassVar[bool] = False
+    """True: one poisoned set per victim NAS algorithm (the suite resolves ``ctx.victim`` for ``poison``)."""
+
+    @staticmethod
+    def params_for_victim(params: dict, algorithm: str) -> dict:
+        """The parameters as run against ``algorithm`` (``targets_algorithm`` attacks only): what the poison
+        key holds. Default: unchanged."""
+        return params
+
+    def poison(self, data: ImageData, budget: float, params: StrictParams, rng: np.random.Generator,
+               device="cpu", ctx: AttackContext | None = None) -> Poison:
+        """Replace ``poison_count(budget, n)`` training samples; all randomness from ``rng``."""
+        raise NotImplementedError
 
 
 @dataclass

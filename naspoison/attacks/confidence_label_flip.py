@@ -8,19 +8,19 @@ likely class may — rarely — be the sample's own label; the count is recorded
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from naspoison.attacks.base import AttackContext, Poison, poison_count
+from naspoison.attacks.base import Attack, AttackContext, Poison, poison_count
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.augment import DeviceImages, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 from naspoison._lazy import lazy, no_grad
 
 torch = lazy("torch", globals())
 
 
-class ConfidenceLabelFlipParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ConfidenceLabelFlipParams(StrictParams):
     surrogate: SurrogateRecipe = Field(default_factory=SurrogateRecipe)
 
 
@@ -45,7 +45,7 @@ def flip_most_confident(logits: np.ndarray, budget: float) -> tuple[np.ndarray, 
     return chosen[keep].astype(np.int64), new[keep].astype(np.int64)
 
 
-class ConfidenceLabelFlip:
+class ConfidenceLabelFlip(Attack):
     name = "confidence_label_flip"
     title = "Confidence-based label-flipping"
     changes = "labels"

@@ -5,19 +5,19 @@ The bound is enforced in integer pixel space, so rounding to uint8 can never exc
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from naspoison.attacks.base import Poison, choose_indices
+from naspoison.attacks.base import Attack, Poison, choose_indices
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 
 
-class GaussianNoiseParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class GaussianNoiseParams(StrictParams):
     sigma: float = Field(16 / 255, gt=0, description="noise std on the [0,1] pixel scale")
     epsilon: float = Field(16 / 255, gt=0, le=1, description="l_inf bound on the [0,1] pixel scale")
 
 
-class GaussianNoise:
+class GaussianNoise(Attack):
     name = "gaussian_noise"
     title = "Gaussian noise"
     changes = "images"

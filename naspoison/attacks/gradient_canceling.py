@@ -30,12 +30,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from naspoison.attacks.base import AttackContext, Poison, choose_indices
+from naspoison.attacks.base import Attack, AttackContext, Poison, choose_indices
 from naspoison.attacks.surrogate import SurrogateRecipe, surrogate_model
 from naspoison.data.augment import DeviceImages, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 from naspoison.run import checkpoint
 from naspoison._lazy import lazy, no_grad
 
@@ -47,8 +48,7 @@ if TYPE_CHECKING:  # an alias for annotations only: torch loads at first use
     Normalise = Callable[[torch.Tensor], torch.Tensor]  # [0,1] float images -> model input
 
 
-class GradPCParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class GradPCParams(StrictParams):
     norm: Literal["l2", "linf"] = "l2"
     epsilon: float = Field(0.005, gt=0, description="ball radius (times ‖θ₀‖ in the same norm when relative)")
     relative: bool = True
@@ -57,8 +57,7 @@ class GradPCParams(BaseModel):
     batch_size: int = Field(128, gt=0)
 
 
-class GCParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class GCParams(StrictParams):
     steps: int = Field(250, gt=0)
     lr: float = Field(0.01, gt=0, description="Adam step on the [0,1] pixel scale")
     epsilon: float = Field(16 / 255, gt=0, le=1, description="l_inf bound on the [0,1] pixel scale")
@@ -300,7 +299,7 @@ def _cancel(model: nn.Module, params: list[nn.Parameter], data: ImageData, budge
     })
 
 
-class GradientCanceling:
+class GradientCanceling(Attack):
     """Gradient canceling against the attacker's own clean model (the surrogate ResNet-18)."""
 
     name = "gradient_canceling"

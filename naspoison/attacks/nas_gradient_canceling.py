@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from naspoison.attacks.base import AttackContext, Poison
+from naspoison.attacks.base import Attack, AttackContext, Poison
 from naspoison.attacks.gradient_canceling import GCParams, GradPCParams, cancel_gradients
 from naspoison.data.datasets import ImageData
 
@@ -66,7 +66,7 @@ def genotype_change(before: dict, after: dict) -> dict:
     return out
 
 
-class NASGradientCanceling:
+class NASGradientCanceling(Attack):
     name = "nas_gradient_canceling"
     title = "NAS-specific gradient canceling"
     changes = "images"

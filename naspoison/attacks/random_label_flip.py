@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from naspoison.attacks.base import NoParams, Poison, choose_indices
+from naspoison.attacks.base import Attack, NoParams, Poison, choose_indices
 from naspoison.data.datasets import ImageData
 
 
-class RandomLabelFlip:
+class RandomLabelFlip(Attack):
     name = "random_label_flip"
     title = "Random label-flipping"
     changes = "labels"

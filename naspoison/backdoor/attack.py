@@ -37,10 +37,11 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 from naspoison.run import checkpoint
 from naspoison.train import evaluate, seed_everything
 from naspoison._lazy import lazy, no_grad
@@ -51,8 +52,7 @@ nn = lazy("torch.nn", globals())
 generator_net = lazy("naspoison.backdoor.generator", globals(), "generator_net")  # a torch module: loaded at first use
 
 
-class GeneratorRecipe(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class GeneratorRecipe(StrictParams):
     variant: str = "trojanzoo"
     channels: int = Field(32, gt=0)
     mask_epochs: int = Field(25, ge=0)

@@ -17,13 +17,14 @@ trigger generator stays fixed in every scenario; ACC and ASR are measured as in 
     second shuffled batch) with their own label; Evas fine-tunes 10 epochs this way (the paper profile).
     The reference reports the best-ASR epoch; here, as everywhere, the final epoch.
 
-A new scenario is one function plus one line in ``SCENARIOS``.
+A new scenario is one :class:`Scenario` subclass plus one line in ``SCENARIOS``.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -32,6 +33,7 @@ from naspoison.backdoor.attack import GeneratorRecipe, attack_metrics
 from naspoison.backdoor.evaluate import ModelRecipe, build_model
 from naspoison.data.datasets import ImageData
 from naspoison.data.augment import DeviceImages, augment, channel_stats
+from naspoison.registry import lookup
 from naspoison.train import PlainRecipe, evaluate, fit, seed_everything
 from naspoison._lazy import lazy, no_grad
 
@@ -62,20 +64,45 @@ def poison_with_trigger(data: ImageData, generator, fraction: float, target: int
     return replace(data, x_train=x_train, y_train=y_train), idx
 
 
-def finetune_clean(model, generator, data, recipe: ModelRecipe, finetune: FinetuneRecipe, gen: GeneratorRecipe,
-                   arch: str, seed: int, fraction: float | None, device, log) -> dict:
-    out = fit(model, data, finetune, seed, device,
-              on_epoch=lambda e, m: log(f"fine-tune epoch {e + 1}/{finetune.epochs}: test acc {m['test_acc']:.4f}"))
-    return {"curves": out["curves"]}
+class Scenario:
+    """What a victim does with an Evas model before using it: the protocol every entry of ``SCENARIOS``
+    subclasses. ``run`` changes ``model`` in place (the generator stays fixed) and returns what it measured
+    besides ACC/ASR, which ``run_scenario`` measures afterwards for every scenario alike."""
+
+    name: ClassVar[str]
+    """The registry key and the name in suite.yaml and in keys."""
+    title: ClassVar[str]
+    """How tables name it."""
+    needs_fraction: ClassVar[bool] = False
+    """True: the cell takes a poisoned ``fraction`` (one cell per ``poison_fractions`` entry); False: None."""
+
+    def run(self, model, generator, data: ImageData, recipe: ModelRecipe, finetune: FinetuneRecipe,
+            gen: GeneratorRecipe, arch: str, seed: int, fraction: float | None, device,
+            log: Callable[[str], None]) -> dict:
+        raise NotImplementedError
 
 
-def retrain(model, generator, data, recipe, finetune, gen, arch, seed, fraction, device, log) -> dict:
-    seed_everything(seed)
-    fresh = build_model(arch, data, recipe)
-    out = fit(fresh, data, recipe, seed, device,
-              on_epoch=lambda e, m: log(f"re-train epoch {e + 1}/{recipe.epochs}: test acc {m['test_acc']:.4f}"))
-    model.load_state_dict(fresh.state_dict())
-    return {"curves": out["curves"]}
+class FinetuneClean(Scenario):
+    name = "finetune_clean"
+    title = "Fine-tuning with clean data (Evas Table 2)"
+
+    def run(self, model, generator, data, recipe, finetune, gen, arch, seed, fraction, device, log) -> dict:
+        out = fit(model, data, finetune, seed, device,
+                  on_epoch=lambda e, m: log(f"fine-tune epoch {e + 1}/{finetune.epochs}: test acc {m['test_acc']:.4f}"))
+        return {"curves": out["curves"]}
+
+
+class Retrain(Scenario):
+    name = "retrain"
+    title = "Re-training from scratch, generator fixed (Evas Table 3)"
+
+    def run(self, model, generator, data, recipe, finetune, gen, arch, seed, fraction, device, log) -> dict:
+        seed_everything(seed)
+        fresh = build_model(arch, data, recipe)
+        out = fit(fresh, data, recipe, seed, device,
+                  on_epoch=lambda e, m: log(f"re-train epoch {e + 1}/{recipe.epochs}: test acc {m['test_acc']:.4f}"))
+        model.load_state_dict(fresh.state_dict())
+        return {"curves": out["curves"]}
 
 
 def _rows(b: int, fraction: float, gen: torch.Generator) -> int:
@@ -137,33 +164,45 @@ def fit_per_batch_poison(model, generator, data: ImageData, recipe: FinetuneReci
     return {"curves": curves, "n_triggered_rows": n_triggered, "n_cross_rows": n_cross}
 
 
-def poisoned_finetune(model, generator, data, recipe, finetune, gen, arch, seed, fraction, device, log) -> dict:
-    if finetune.poisoned_epochs is not None:
-        finetune = finetune.model_copy(update={"epochs": finetune.poisoned_epochs})
-    if finetune.poison_mode == "per_batch":
-        out = fit_per_batch_poison(model, generator, data, finetune, fraction, gen.target, seed, device, log)
-        log(f"fine-tuned with {out['n_triggered_rows']} triggered and {out['n_cross_rows']} cross rows in all")
-        return {"curves": out["curves"], "n_triggered_rows": out["n_triggered_rows"], "n_cross_rows": out["n_cross_rows"]}
-    poisoned, idx = poison_with_trigger(data, generator, fraction, gen.target, seed, device)
-    log(f"fine-tuning with {len(idx)} triggered images of {len(data.x_train)} ({100 * fraction:g} %)")
-    out = fit(model, poisoned, finetune, seed, device)
-    return {"curves": out["curves"], "n_poisoned": len(idx)}
+class PoisonedFinetune(Scenario):
+    name = "poisoned_finetune"
+    title = "Fine-tuning with poisoned data (Evas Figure 6)"
+    needs_fraction = True
+
+    def run(self, model, generator, data, recipe, finetune, gen, arch, seed, fraction, device, log) -> dict:
+        if finetune.poisoned_epochs is not None:
+            finetune = finetune.model_copy(update={"epochs": finetune.poisoned_epochs})
+        if finetune.poison_mode == "per_batch":
+            out = fit_per_batch_poison(model, generator, data, finetune, fraction, gen.target, seed, device, log)
+            log(f"fine-tuned with {out['n_triggered_rows']} triggered and {out['n_cross_rows']} cross rows in all")
+            return {"curves": out["curves"], "n_triggered_rows": out["n_triggered_rows"], "n_cross_rows": out["n_cross_rows"]}
+        poisoned, idx = poison_with_trigger(data, generator, fraction, gen.target, seed, device)
+        log(f"fine-tuning with {len(idx)} triggered images of {len(data.x_train)} ({100 * fraction:g} %)")
+        out = fit(model, poisoned, finetune, seed, device)
+        return {"curves": out["curves"], "n_poisoned": len(idx)}
 
 
-SCENARIOS = {f.__name__: f for f in (finetune_clean, retrain, poisoned_finetune)}
-NEEDS_FRACTION = {"poisoned_finetune"}
+SCENARIOS: dict[str, type[Scenario]] = {
+    "finetune_clean": FinetuneClean,
+    "retrain": Retrain,
+    "poisoned_finetune": PoisonedFinetune,
+}
+
+
+def get(name: str) -> type[Scenario]:
+    """The scenario class called ``name``; a KeyError naming the nearest one otherwise."""
+    return lookup(SCENARIOS, name, "scenario")
 
 
 def run_scenario(name: str, model, generator, data: ImageData, recipe: ModelRecipe, finetune: FinetuneRecipe,
                  gen: GeneratorRecipe, arch: str, seed: int, fraction: float | None, device="cpu", log=None) -> dict:
     log = log or (lambda m: None)
-    if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    if (fraction is not None) != (name in NEEDS_FRACTION):
-        raise ValueError(f"scenario {name!r} {'needs' if name in NEEDS_FRACTION else 'takes no'} fraction")
+    scenario = get(name)
+    if (fraction is not None) != scenario.needs_fraction:
+        raise ValueError(f"scenario {name!r} {'needs' if scenario.needs_fraction else 'takes no'} fraction")
     for p in generator.parameters():
         p.requires_grad_(False)
-    extra = SCENARIOS[name](model, generator, data, recipe, finetune, gen, arch, seed, fraction, torch.device(device), log)
+    extra = scenario().run(model, generator, data, recipe, finetune, gen, arch, seed, fraction, torch.device(device), log)
     metrics = attack_metrics(model, generator, data, gen.target, device, recipe.eval_batch_size)
     log(f"{name}: ACC {metrics['acc']:.4f}  ASR {metrics['asr']:.4f}")
     return {"scenario": name, "fraction": fraction, "arch": arch, **metrics, **extra}

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from naspoison.params import StrictParams
 
 
-class DatasetSpec(BaseModel):
+class DatasetSpec(StrictParams):
     """Which data, where from, and how much of it (``train_size``/``test_size`` take a seeded subset)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     name: str
     root: str = "~/.cache/naspoison/datasets"
     download: bool = False

@@ -1,16 +1,25 @@
-"""Backdoor defenses, by name (Evas Tables 4-5). A defense is ``(suspect, params, log) -> dict`` with a
-pydantic ``Params``; a new one is one file plus one line here."""
-from naspoison.defenses.base import Suspect
-from naspoison.defenses.fine_pruning import FinePruningParams, fine_pruning
-from naspoison.defenses.neural_cleanse import (
-            NeuralCleanseParams,
-            anomaly_index,
-            median,
-            neural_cleanse,
-)
-from naspoison.defenses.strip import StripParams, strip
+"""Backdoor defenses, by name (Evas Tables 4-5). A new one is one file (a subclass of
+:class:`BackdoorDefense`: ``name``, ``title``, ``Params``, ``run`` and ``summary``) plus one line here;
+docs/extending.md walks through one.
 
-DEFENSES = {"neural_cleanse": (neural_cleanse, NeuralCleanseParams), "strip": (strip, StripParams),
-            "fine_pruning": (fine_pruning, FinePruningParams)}
+Not the poisoning countermeasures of ``naspoison.sanitize``, which clean a search's data.
+"""
+from naspoison.defenses.base import BackdoorDefense, Suspect
+from naspoison.defenses.fine_pruning import FinePruning
+from naspoison.defenses.neural_cleanse import NeuralCleanse, anomaly_index, median
+from naspoison.defenses.strip import Strip
+from naspoison.registry import lookup
 
-__all__ = ["DEFENSES", "Suspect", "anomaly_index", "median"]
+DEFENSES: dict[str, type[BackdoorDefense]] = {
+    "neural_cleanse": NeuralCleanse,
+    "strip": Strip,
+    "fine_pruning": FinePruning,
+}
+
+
+def get(name: str) -> type[BackdoorDefense]:
+    """The backdoor defense class called ``name``; a KeyError naming the nearest one otherwise."""
+    return lookup(DEFENSES, name, "backdoor defense")
+
+
+__all__ = ["DEFENSES", "BackdoorDefense", "Suspect", "anomaly_index", "get", "median"]

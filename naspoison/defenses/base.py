@@ -1,15 +1,17 @@
-"""What every backdoor defense receives: a trained model, the attacker's trigger (the Evas generator
+"""The protocol every backdoor defense subclasses, and what it receives: a trained model, the attacker's trigger (the Evas generator
 or any function of [0, 1] images), the clean data and the target class (the last two only to
 *score* a defense — the defenses themselves see clean data only, as their papers assume)."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 from naspoison._lazy import lazy, no_grad
 
 torch = lazy("torch", globals())
@@ -57,3 +59,46 @@ class Suspect:
         acc = (self.predict(x, model) == y).float().mean().item()
         asr = (self.predict(self.triggered(x[keep]), model) == self.target).float().mean().item()
         return {"acc": acc, "asr": asr}
+
+
+class BackdoorDefense:
+    """A backdoor defense (Evas Tables 4-5): the protocol every entry of ``DEFENSES`` subclasses."""
+
+    name: ClassVar[str]
+    """The registry key and the name in suite.yaml and in keys."""
+    title: ClassVar[str]
+    """How tables name it."""
+    table: ClassVar[str] = "Backdoor defenses"
+    """The report table its columns go in; defenses naming the same table share it (one row per architecture)."""
+    note: ClassVar[str] = ""
+    """What its columns mean, for the table's note."""
+    Params: ClassVar[type[StrictParams]]
+    """Its parameters (profiles' ``evas.defenses: {name: {...}}``); a defense key holds their ``model_dump()``."""
+
+    def run(self, suspect: Suspect, params: StrictParams, log: Callable[[str], None] | None = None) -> dict:
+        """Inspect ``suspect.model`` from clean data only; ``suspect.trigger``/``target`` serve to score it. The
+        returned dict is the whole result (the cell keeps it)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def summary(result: dict) -> dict:
+        """The numbers of ``run``'s result that the report's tables show (a subset of it)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def aggregate(summaries: list[dict]) -> dict:
+        """One architecture's numbers in report.json, over its training seeds (``summary`` of each cell)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def columns(entry: dict | None) -> list[tuple[str, str]]:
+        """(column header, text) it adds to its table's row of one architecture (``entry``: ``aggregate``'s dict
+        with ``n``, the number of seeds; None where it did not run)."""
+        raise NotImplementedError
+
+
+def mean_sd(values: list[float]) -> dict:
+    """{"mean", "std"} over training seeds (std 0 for one seed): what the report prints as mean ± sd."""
+    import statistics
+
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}

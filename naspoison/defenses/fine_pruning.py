@@ -21,12 +21,14 @@ classifier maps such quiet features to the target; both points are reported, nev
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.backdoor.scenarios import FinetuneRecipe
-from naspoison.defenses.base import Suspect
+from naspoison.defenses.base import BackdoorDefense, Suspect, mean_sd
+from naspoison.params import StrictParams
 from naspoison.train import fit
 from naspoison._lazy import lazy, no_grad
 
@@ -34,8 +36,7 @@ torch = lazy("torch", globals())
 nn = lazy("torch.nn", globals())
 
 
-class FinePruningParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class FinePruningParams(StrictParams):
     samples: int = Field(1000, gt=0, description="clean training images that rank the channels")
     fractions: list[float] = Field(default_factory=lambda: [i / 20 for i in range(20)])
     max_acc_drop: float = Field(0.04, ge=0, le=1)
@@ -64,38 +65,62 @@ def features(s: Suspect, x01: torch.Tensor, batch: int = 500) -> torch.Tensor:
     return torch.cat(got)
 
 
-def fine_pruning(s: Suspect, p: FinePruningParams, log=None) -> dict:
-    log = log or (lambda m: None)
-    layer = final_linear(s.model)
-    rng = np.random.default_rng([p.seed, 0xF9])
-    n = len(s.data.x_train)
-    rank_idx = np.sort(rng.choice(n, min(p.samples, n), replace=False))
-    order = torch.argsort(features(s, s.images("train", rank_idx)).mean(0), stable=True)  # dormant first
-    x, y = s.images("test"), s.labels("test")
-    keep = y != s.target
-    f_clean, f_trig = features(s, x), features(s, s.triggered(x[keep]))
-    d = f_clean.shape[1]
+class FinePruning(BackdoorDefense):
+    """Prune the channels clean inputs leave dormant, then fine-tune on clean data (Evas Table 5)."""
 
-    def masked(k: int) -> torch.Tensor:
-        m = torch.ones(d, device=s.device)
-        m[order[:k]] = 0
-        return m
+    name = "fine_pruning"
+    title = "Fine-Pruning"
+    table = "Fine-Pruning (Evas Table 5)"
+    note = "ACC and ASR in percent, mean over training seeds"
+    STEPS = (("before", "before"), ("chosen", "pruned"), ("after", "fine-tuned"))
+    Params = FinePruningParams
 
-    def point(k: int) -> dict:
-        m = masked(k)
-        acc = ((f_clean * m) @ layer.weight.T + layer.bias).argmax(1).eq(y).float().mean().item()
-        asr = ((f_trig * m) @ layer.weight.T + layer.bias).argmax(1).eq(s.target).float().mean().item()
-        return {"fraction": k / d, "pruned": k, "acc": acc, "asr": asr}
+    def run(self, suspect: Suspect, params: FinePruningParams, log: Callable[[str], None] | None = None) -> dict:
+        log = log or (lambda m: None)
+        layer = final_linear(suspect.model)
+        rng = np.random.default_rng([params.seed, 0xF9])
+        n = len(suspect.data.x_train)
+        rank_idx = np.sort(rng.choice(n, min(params.samples, n), replace=False))
+        order = torch.argsort(features(suspect, suspect.images("train", rank_idx)).mean(0), stable=True)  # dormant first
+        x, y = suspect.images("test"), suspect.labels("test")
+        keep = y != suspect.target
+        f_clean, f_trig = features(suspect, x), features(suspect, suspect.triggered(x[keep]))
+        d = f_clean.shape[1]
 
-    curve = [point(round(f * d)) for f in p.fractions]
-    base = point(0)
-    ok = [c for c in curve if c["acc"] >= base["acc"] - p.max_acc_drop]
-    chosen = max(ok, key=lambda c: c["pruned"]) if ok else base
-    log(f"fine-pruning: {chosen['pruned']}/{d} channels pruned (ACC {chosen['acc']:.4f}, ASR {chosen['asr']:.4f}); fine-tuning a copy")
-    pruned = copy.deepcopy(s.model)
-    mask = masked(chosen["pruned"])
-    final_linear(pruned).register_forward_pre_hook(lambda m, inp: (inp[0] * mask.view(1, -1),))
-    fit(pruned, s.data, p.finetune, p.seed, s.device)
-    after = s.acc_asr(pruned.eval())
-    return {"channels": d, "before": {"acc": base["acc"], "asr": base["asr"]}, "curve": curve,
-            "chosen": chosen, "after_finetune": after}
+        def masked(k: int) -> torch.Tensor:
+            m = torch.ones(d, device=suspect.device)
+            m[order[:k]] = 0
+            return m
+
+        def point(k: int) -> dict:
+            m = masked(k)
+            acc = ((f_clean * m) @ layer.weight.T + layer.bias).argmax(1).eq(y).float().mean().item()
+            asr = ((f_trig * m) @ layer.weight.T + layer.bias).argmax(1).eq(suspect.target).float().mean().item()
+            return {"fraction": k / d, "pruned": k, "acc": acc, "asr": asr}
+
+        curve = [point(round(f * d)) for f in params.fractions]
+        base = point(0)
+        ok = [c for c in curve if c["acc"] >= base["acc"] - params.max_acc_drop]
+        chosen = max(ok, key=lambda c: c["pruned"]) if ok else base
+        log(f"fine-pruning: {chosen['pruned']}/{d} channels pruned (ACC {chosen['acc']:.4f}, ASR {chosen['asr']:.4f}); fine-tuning a copy")
+        pruned = copy.deepcopy(suspect.model)
+        mask = masked(chosen["pruned"])
+        final_linear(pruned).register_forward_pre_hook(lambda m, inp: (inp[0] * mask.view(1, -1),))
+        fit(pruned, suspect.data, params.finetune, params.seed, suspect.device)
+        after = suspect.acc_asr(pruned.eval())
+        return {"channels": d, "before": {"acc": base["acc"], "asr": base["asr"]}, "curve": curve,
+                "chosen": chosen, "after_finetune": after}
+
+    @staticmethod
+    def summary(result: dict) -> dict:
+        return {"before": result["before"], "chosen": result["chosen"], "after": result["after_finetune"]}
+
+    @staticmethod
+    def aggregate(summaries: list[dict]) -> dict:
+        return {step: {k: mean_sd([100 * m[step][k] for m in summaries]) for k in ("acc", "asr")}
+                for step, _ in FinePruning.STEPS}
+
+    @staticmethod
+    def columns(entry: dict | None) -> list[tuple[str, str]]:
+        return [(f"{k.upper()} {name}", "-" if not entry else f"{entry[step][k]['mean']:.2f}")
+                for step, name in FinePruning.STEPS for k in ("acc", "asr")]

@@ -28,12 +28,15 @@ Written from the paper (every public implementation differs somewhere; our choic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from naspoison.defenses.base import Suspect
+from naspoison.defenses.base import BackdoorDefense, Suspect, mean_sd
+from naspoison.report.table import pm
+from naspoison.params import StrictParams
 from naspoison.run import checkpoint
 from naspoison._lazy import lazy
 
@@ -41,8 +44,7 @@ torch = lazy("torch", globals())
 F = lazy("torch.nn.functional", globals(), "F")
 
 
-class NeuralCleanseParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class NeuralCleanseParams(StrictParams):
     epochs: int = Field(100, gt=0)
     batch_size: int = Field(32, gt=0)
     samples: int = Field(1000, gt=0, description="clean training images used")
@@ -235,12 +237,37 @@ def _optimise(s, p, x_all, a, b, opt, gen, targets, cost, cost_set, up, down, be
     return epoch
 
 
-def neural_cleanse(s: Suspect, p: NeuralCleanseParams, log=None) -> dict:
-    r = reverse_engineer(s, p, log)
-    index = anomaly_index(r["l1"])
-    med = median(r["l1"])
-    flagged = [j for j in range(len(index)) if r["l1"][j] < med and index[j] > 2]
-    finite = [x if math.isfinite(x) else None for x in index]  # MAD = 0: an L1 off the median is infinitely anomalous
-    return {"l1": r["l1"], "reached": r["reached"], "anomaly_index": finite, "median_l1": med,
-            "flagged": flagged, "target_index": finite[s.target],
-            "target_flagged": s.target in flagged, "epochs": r["epochs"]}
+class NeuralCleanse(BackdoorDefense):
+    """Reverse-engineer a trigger per class; flag classes whose mask is anomalously small (Evas Table 4)."""
+
+    name = "neural_cleanse"
+    title = "Neural Cleanse"
+    table = "Backdoor detection (Evas Table 4)"
+    note = "Neural Cleanse flags a class whose mask L1 is below the median with anomaly index > 2"
+    Params = NeuralCleanseParams
+
+    def run(self, suspect: Suspect, params: NeuralCleanseParams, log: Callable[[str], None] | None = None) -> dict:
+        r = reverse_engineer(suspect, params, log)
+        index = anomaly_index(r["l1"])
+        med = median(r["l1"])
+        flagged = [j for j in range(len(index)) if r["l1"][j] < med and index[j] > 2]
+        finite = [x if math.isfinite(x) else None for x in index]  # MAD = 0: an L1 off the median is infinitely anomalous
+        return {"l1": r["l1"], "reached": r["reached"], "anomaly_index": finite, "median_l1": med,
+                "flagged": flagged, "target_index": finite[suspect.target],
+                "target_flagged": suspect.target in flagged, "epochs": r["epochs"]}
+
+    @staticmethod
+    def summary(result: dict) -> dict:
+        return {"target_index": result["target_index"], "target_flagged": result["target_flagged"],
+                "flagged": result["flagged"]}
+
+    @staticmethod
+    def aggregate(summaries: list[dict]) -> dict:
+        idx = [m["target_index"] for m in summaries if m["target_index"] is not None]
+        return {"target_index": mean_sd(idx) if idx else None, "flagged": sum(m["target_flagged"] for m in summaries)}
+
+    @staticmethod
+    def columns(entry: dict | None) -> list[tuple[str, str]]:
+        index = "-" if not entry else ("∞" if entry["target_index"] is None else pm(entry["target_index"]))
+        return [("NC anomaly index of the target", index),
+                ("NC flags the target", "-" if not entry else f"{entry['flagged']}/{entry['n']}")]

@@ -22,19 +22,21 @@ Which inputs count (``positives``; both AUROCs are always reported, ``auroc`` is
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from naspoison.defenses.base import Suspect
+from naspoison.defenses.base import BackdoorDefense, Suspect, mean_sd
+from naspoison.report.table import pm
+from naspoison.params import StrictParams
 from naspoison._lazy import lazy, no_grad
 
 torch = lazy("torch", globals())
 
 
-class StripParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class StripParams(StrictParams):
     overlays: int = Field(100, gt=0, description="N clean images superimposed on each input")
     inputs: int = Field(500, gt=0, description="clean and triggered test inputs scored")
     positives: Literal["all", "successful"] = "all"
@@ -67,25 +69,49 @@ def _auroc(h_trig: torch.Tensor, h_clean: torch.Tensor) -> float | None:
     return float(roc_auc_score(labels, scores))
 
 
-def strip(s: Suspect, p: StripParams, log=None) -> dict:
-    gen = torch.Generator().manual_seed(p.seed)
-    x, y = s.images("test"), s.labels("test")
-    n = len(x)
-    order = torch.randperm(n, generator=gen)
-    half = n // 2  # inputs from one half, overlays from the other: an input never meets itself
-    inputs, pool = order[:half][:p.inputs], order[half:]
-    xi, yi = x[inputs.to(x.device)], y[inputs.to(y.device)]
-    trig = s.triggered(xi)
-    h_clean = entropy(s, xi, x[pool.to(x.device)], p.overlays, gen)
-    h_trig = entropy(s, trig, x[pool.to(x.device)], p.overlays, gen)
-    nontarget = (yi != s.target).cpu()
-    success = ((s.predict(xi) == yi) & (s.predict(trig) == s.target)).cpu()
-    aurocs = {"all": _auroc(h_trig[nontarget], h_clean), "successful": _auroc(h_trig[success], h_clean[success])}
-    auroc = aurocs[p.positives]
-    if log:
-        log(f"STRIP: entropy clean {h_clean.mean():.3f} triggered {h_trig[nontarget].mean():.3f} bits, "
-            f"AUROC {aurocs['all']} (all non-target), {aurocs['successful']} (successful triggers)")
-    return {"auroc": auroc, "positives": p.positives, "auroc_all": aurocs["all"],
-            "auroc_successful": aurocs["successful"], "n_successful": int(success.sum()),
-            "entropy_clean_mean": float(h_clean.mean()), "entropy_triggered_mean": float(h_trig[nontarget].mean()),
-            "n_clean": len(h_clean), "n_triggered": int(nontarget.sum()), "overlays": p.overlays}
+class Strip(BackdoorDefense):
+    """Detect triggered inputs by the entropy of their blends with clean images (Evas Table 4)."""
+
+    name = "strip"
+    title = "STRIP"
+    table = "Backdoor detection (Evas Table 4)"
+    note = "STRIP's AUROC separates triggered from clean inputs by blend entropy (0.5 = chance)"
+    Params = StripParams
+
+    def run(self, suspect: Suspect, params: StripParams, log: Callable[[str], None] | None = None) -> dict:
+        gen = torch.Generator().manual_seed(params.seed)
+        x, y = suspect.images("test"), suspect.labels("test")
+        n = len(x)
+        order = torch.randperm(n, generator=gen)
+        half = n // 2  # inputs from one half, overlays from the other: an input never meets itself
+        inputs, pool = order[:half][:params.inputs], order[half:]
+        xi, yi = x[inputs.to(x.device)], y[inputs.to(y.device)]
+        trig = suspect.triggered(xi)
+        h_clean = entropy(suspect, xi, x[pool.to(x.device)], params.overlays, gen)
+        h_trig = entropy(suspect, trig, x[pool.to(x.device)], params.overlays, gen)
+        nontarget = (yi != suspect.target).cpu()
+        success = ((suspect.predict(xi) == yi) & (suspect.predict(trig) == suspect.target)).cpu()
+        aurocs = {"all": _auroc(h_trig[nontarget], h_clean), "successful": _auroc(h_trig[success], h_clean[success])}
+        auroc = aurocs[params.positives]
+        if log:
+            log(f"STRIP: entropy clean {h_clean.mean():.3f} triggered {h_trig[nontarget].mean():.3f} bits, "
+                f"AUROC {aurocs['all']} (all non-target), {aurocs['successful']} (successful triggers)")
+        return {"auroc": auroc, "positives": params.positives, "auroc_all": aurocs["all"],
+                "auroc_successful": aurocs["successful"], "n_successful": int(success.sum()),
+                "entropy_clean_mean": float(h_clean.mean()), "entropy_triggered_mean": float(h_trig[nontarget].mean()),
+                "n_clean": len(h_clean), "n_triggered": int(nontarget.sum()), "overlays": params.overlays}
+
+    @staticmethod
+    def summary(result: dict) -> dict:
+        # .get: results from before both AUROCs were reported
+        return {"auroc": result["auroc"], "auroc_all": result.get("auroc_all"),
+                "auroc_successful": result.get("auroc_successful")}
+
+    @staticmethod
+    def aggregate(summaries: list[dict]) -> dict:
+        au = [m["auroc"] for m in summaries if m["auroc"] is not None]  # None: no successful trigger to detect
+        return {"auroc": mean_sd(au) if au else None}
+
+    @staticmethod
+    def columns(entry: dict | None) -> list[tuple[str, str]]:
+        return [("STRIP AUROC", pm(entry["auroc"], nd=3) if entry else "-")]

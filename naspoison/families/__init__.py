@@ -11,6 +11,7 @@ from naspoison.families.metric_sensitivity import MetricSensitivity
 from naspoison.families.ood_search import OodSearch
 from naspoison.families.poisoning import Poisoning
 from naspoison.families.random_baseline import RandomBaseline
+from naspoison.registry import lookup
 
 # expansion order: a trial's cells are computed in this order by one worker, and ``--shard`` deals them out
 FAMILIES: dict[str, Family] = {f.name: f for f in (Poisoning(), RandomBaseline(), OodSearch(), DefendedSearch(),
@@ -28,11 +29,7 @@ def register(family: Family) -> Family:
 
 
 def get(name: str) -> Family:
-    if name not in FAMILIES:
-        from naspoison.suite.yamlio import did_you_mean
-
-        raise KeyError(f"no family {name!r}{did_you_mean(name, FAMILIES)}")
-    return FAMILIES[name]
+    return lookup(FAMILIES, name, "family")
 
 
 __all__ = ["FAMILIES", "Collected", "ExpandContext", "Family", "FamilyConfig", "Step", "Trial", "get", "register", "walk", "walk_store"]

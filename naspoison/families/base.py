@@ -12,7 +12,8 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from naspoison.params import StrictParams
+from naspoison.registry import did_you_mean
 
 Problem = tuple[tuple, str]  # (location in the suite file, message)
 # grid bounds: far above any real profile (the paper runs 10 seeds, 900 study cells), low enough that a typo
@@ -21,10 +22,8 @@ MAX_SEEDS = 1000
 MAX_COUNT = 100_000
 
 
-class FamilyConfig(BaseModel):
+class FamilyConfig(StrictParams):
     """A family's block in the suite file: strict types, no unknown keys."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 @dataclass(frozen=True)
@@ -183,8 +182,6 @@ class Family:
 
 def unknown(kind: str, name: str, known) -> str:
     """'unknown attack 'x'; did you mean 'y'?' — one wording for every registry name in a suite."""
-    from naspoison.suite.yamlio import did_you_mean
-
     return f"unknown {kind} {name!r}{did_you_mean(name, known)}"
 
 

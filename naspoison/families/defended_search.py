@@ -47,7 +47,7 @@ class DefendedSearch(Family):
             for i, a in enumerate(attacks):
                 if a not in ATTACKS:
                     out.append((at + ("defenses", name, i), unknown("attack", a, ATTACKS)))
-                elif getattr(ATTACKS[a], "targets_algorithm", False):
+                elif ATTACKS[a].targets_algorithm:
                     out.append((at + ("defenses", name, i), f"{a!r} makes one poisoned set per victim; not supported here"))
         return out + check_fraction(at + ("budget",), config.budget)
 

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from naspoison import stages
 from naspoison.backdoor.evaluate import RESNET18
-from naspoison.backdoor.scenarios import NEEDS_FRACTION, SCENARIOS
+from naspoison.backdoor.scenarios import SCENARIOS
 from naspoison.defenses import DEFENSES
 from naspoison.families.base import (
     MAX_COUNT,
@@ -114,7 +114,7 @@ class EvasEval(Family):
         rows += [(f"random_{i + 1}", None, nb201.to_string(nb201.from_index(int(j))))
                  for i, j in enumerate(rng.integers(0, nb201.N_ARCHS, config.random_archs))]
         treatments = [(None, None)] + [(sc, f) for sc in config.scenarios
-                                       for f in (config.poison_fractions if sc in NEEDS_FRACTION else [None])]
+                                       for f in (config.poison_fractions if SCENARIOS[sc].needs_fraction else [None])]
         finetune = ev.finetune.model_dump()
         eval_sets = [d.model_dump() for d in ev.datasets] if ev.datasets else [dataset]
         seeds = range(ev.seeds or ctx.profile.seeds)
@@ -130,7 +130,7 @@ class EvasEval(Family):
                             for name, search, arch in rows for seed in seeds]
         for ds in eval_sets:  # Evas Tables 4-5: defenses on the models as trained
             for defense in config.defenses:
-                params = DEFENSES[defense][1].model_validate(ev.defenses.get(defense, {})).model_dump()
+                params = DEFENSES[defense].Params.model_validate(ev.defenses.get(defense, {})).model_dump()
                 out += [trial(ds, name, search, arch, seed, defense=defense, defense_params=params)
                         for name, search, arch in rows for seed in seeds]
         # the score study (Evas Figure 2, Figure 5, appendix A.3): seed 0 only, like the paper's single runs
@@ -161,7 +161,7 @@ class EvasEval(Family):
             return
         if trial.defense:
             yield "defense", {"row": trial.algorithm, "dataset": trial.dataset["name"], "seed": trial.seed,
-                              "defense": trial.defense, "result": defense_summary(last)}
+                              "defense": trial.defense, "result": DEFENSES[trial.defense].summary(last)}
         else:
             yield "row", {"row": trial.algorithm, "seed": trial.seed, "arch": last["arch"],
                           "dataset": trial.dataset["name"], "scenario": trial.scenario, "fraction": trial.fraction,
@@ -184,11 +184,3 @@ def study_rows(cells, trial: ScoreStudyTrial) -> list[dict]:
             row["found"] = row["arch"] == found["arch"]
     return rows
 
-
-def defense_summary(r: dict) -> dict:
-    """The numbers the Evas Tables 4-5 layout shows (the full result stays in the cell)."""
-    if r["defense"] == "neural_cleanse":
-        return {"target_index": r["target_index"], "target_flagged": r["target_flagged"], "flagged": r["flagged"]}
-    if r["defense"] == "strip":
-        return {"auroc": r["auroc"], "auroc_all": r.get("auroc_all"), "auroc_successful": r.get("auroc_successful")}
-    return {"before": r["before"], "chosen": r["chosen"], "after": r["after_finetune"]}

@@ -160,7 +160,7 @@ def evas_profile_problems(name: str, profile) -> list:
         if d not in DEFENSES:
             out.append((at + ("defenses", d), unknown("defense", d, DEFENSES)))
             continue
-        out += params_problems(at + ("defenses", d), DEFENSES[d][1], params)
+        out += params_problems(at + ("defenses", d), DEFENSES[d].Params, params)
     for i, ds in enumerate(ev.datasets or []):
         if ds.name not in DATASETS:
             out.append((at + ("datasets", i, "name"), unknown("dataset", ds.name, DATASETS)))

@@ -51,7 +51,7 @@ class MetricSensitivity(Family):
         for i, a in enumerate(config.attacks):
             if a not in ATTACKS:
                 out.append((at + ("attacks", i), unknown("attack", a, ATTACKS)))
-            elif getattr(ATTACKS[a], "targets_algorithm", False):
+            elif ATTACKS[a].targets_algorithm:
                 out.append((at + ("attacks", i), f"{a!r} makes one poisoned set per victim algorithm; the metrics "
                                                  "of random architectures have no victim"))
         return out + check_fraction(at + ("budget",), config.budget)

@@ -61,7 +61,7 @@ class Poisoning(Family):
                 for alg in config.algorithms:
                     a = ALGORITHMS[alg]
                     poison, victims = shared, ()
-                    if getattr(att, "targets_algorithm", False):
+                    if att.targets_algorithm:
                         if not a.uses_data:
                             ctx.skip(f"{attack}@{budget:g} × {alg}: {alg} reads no data, so it has no architecture "
                                      "choice to target")

@@ -25,12 +25,14 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.backdoor.variants import VARIANTS
 from naspoison.backdoor.score import trigger_ntk_cond
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.nas.base import NASAlgorithm
+from naspoison.params import StrictParams
 from naspoison.spaces import nb201
 from naspoison.store import content_key
 from naspoison.train import seed_everything
@@ -43,10 +45,8 @@ SCORE_VERSION = "2"  # 2: the vinai mask fix (issue 19) and the score regime fie
 MUTATION_WEIGHTS = {"none": 1, "skip_connect": 2, "nor_conv_1x1": 3, "nor_conv_3x3": 3, "avg_pool_3x3": 1}
 
 
-class ScoreSetting(BaseModel):
+class ScoreSetting(StrictParams):
     """How one architecture is scored (Evas: batch 96, median of 3 inits, the NB201 network at C = 16)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     batch_size: int = Field(96, gt=1)
     inits: int = Field(3, gt=0)
     channels: int = Field(16, gt=0, description="NB201 C")
@@ -215,10 +215,12 @@ def reference_evolution(score: Callable[[nb201.Arch], float], params: EvasParams
     return _result(history)
 
 
-class EvasSearch:
+class EvasSearch(NASAlgorithm):
     """The registry face of the search: ``search(data, params, seed, ...)`` → the found NB201 cell."""
 
     name = "evas"
+    title = "Evas"
+    space = "nb201"
     uses_labels = False
     Params = EvasParams
 

@@ -27,10 +27,12 @@ from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from naspoison.data.augment import DeviceImages, augment, channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.nas.base import NASAlgorithm
+from naspoison.params import StrictParams
 from naspoison.run import checkpoint
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
 from naspoison.train import Precision, autocast_for, seed_everything
@@ -44,11 +46,9 @@ SKIP = "skip_connect"
 NONE = "none"
 
 
-class PDARTSParams(BaseModel):
+class PDARTSParams(StrictParams):
     """Defaults are the paper's CIFAR-10 values except ``skip_dropout``, which depends on the
     dataset (0.0/0.4/0.7 on CIFAR-10, 0.1/0.2/0.3 on CIFAR-100) and so must be given."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     cells: list[int] = Field(default_factory=lambda: [5, 11, 17], min_length=1)
     ops_kept: list[int] = Field(default_factory=lambda: [5, 3, 1], min_length=1)
     skip_dropout: list[float]
@@ -153,8 +153,9 @@ def to_pairs(chosen: Chosen) -> tuple[tuple[str, int], ...]:
 
 
 # ----------------------------------------------------------------------------- the search
-class PDARTS:
+class PDARTS(NASAlgorithm):
     name = "pdarts"
+    title = "P-DARTS"
     uses_data = True
     uses_labels = True
     gc_target = "alphas"  # NAS-aware gradient canceling moves the converged supernet's alphas

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from naspoison.data.datasets import ImageData
+from naspoison.nas.base import NASAlgorithm
+from naspoison.params import StrictParams
 from naspoison.spaces.darts import N_INPUTS, N_NODES, OP_NAMES, Genotype, sample_genotype
 
 NON_NONE_OPS: tuple[str, ...] = OP_NAMES[1:]
@@ -56,13 +57,13 @@ def duplicate_input_rate(genotypes: Sequence[Genotype]) -> float:
     return float(np.mean(nodes))
 
 
-class RandomParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class RandomParams(StrictParams):
     sampler: Literal["distinct", "reference"] = "distinct"
 
 
-class RandomSearch:
+class RandomSearch(NASAlgorithm):
     name = "random"
+    title = "Random sampling"
     uses_data = False    # the sample depends on the seed only
     uses_labels = False
     Params = RandomParams

@@ -48,12 +48,14 @@ from collections.abc import Callable
 import numpy as np
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData, make_image_data
+from naspoison.nas.base import NASAlgorithm
 from naspoison.nas.metrics import METRICS, compute_metrics
 from naspoison.nas.random_search import NON_NONE_OPS, sample_distinct
+from naspoison.params import StrictParams
 from naspoison.train import Recipe, seed_everything, train_genotype
 from naspoison._lazy import lazy
 
@@ -84,10 +86,8 @@ class QueryRecipe(Recipe):
     cutout: int = Field(0, ge=0)
 
 
-class RoBoTParams(BaseModel):
+class RoBoTParams(StrictParams):
     """Defaults are the paper's DARTS values (60,000 genotypes, 25 queries, 10 training epochs)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     pool_size: int = Field(60_000, gt=0)
     metrics: list[str] = Field(default_factory=lambda: list(PAPER_METRICS), min_length=1)
     metric_batch_size: int = Field(64, gt=1)
@@ -209,8 +209,9 @@ def split_halves(data: ImageData, portion: float, seed: int) -> ImageData:
                            data.y_train[b], data.num_classes)
 
 
-class RoBoT:
+class RoBoT(NASAlgorithm):
     name = "robot"
+    title = "RoBoT"
     uses_data = True
     uses_labels = True
     Params = RoBoTParams

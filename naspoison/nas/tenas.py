@@ -42,11 +42,13 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.data.augment import channel_stats
 from naspoison.data.datasets import ImageData
+from naspoison.nas.base import NASAlgorithm
 from naspoison.nas.metrics import count_distinct_rows, kappa, linear_regions, ntk_gram, thin_network_kernels, train_mode
+from naspoison.params import StrictParams
 from naspoison.spaces.darts import EDGES, N_INPUTS, N_NODES, OP_NAMES, Genotype
 from naspoison.train import seed_everything
 from naspoison._lazy import lazy
@@ -60,10 +62,8 @@ KINDS = ("normal", "reduce")
 CANDIDATES_PER_PASS = 32  # children of one parent measured in one batched pass (a speed knob, not a key)
 
 
-class TENASParams(BaseModel):
+class TENASParams(StrictParams):
     """Defaults are the paper's DARTS/CIFAR-10 values."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
     batch_size: int = Field(14, gt=1, description="NTK batch")
     channels: int = Field(1, gt=0, description="width of the NTK proxy supernet")
     lr_batch_size: int = Field(1000, gt=0)
@@ -299,8 +299,9 @@ class Probe:
 
 
 # ----------------------------------------------------------------------------- the search
-class TENAS:
+class TENAS(NASAlgorithm):
     name = "tenas"
+    title = "TE-NAS"
     uses_data = True
     uses_labels = False  # no label-flip rows
     Params = TENASParams

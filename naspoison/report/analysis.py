@@ -91,8 +91,8 @@ def read_trials_csv(path: str | Path) -> tuple[list[TrialAccuracy], list[float]]
 def attack_title(name: str) -> str:
     if name == NO_ATTACK:
         return "No attack"
-    cls = ATTACKS.get(name)
-    return getattr(cls, "title", name.replace("_", " ").capitalize())
+    # a report read back from another installation may name an attack this one does not have
+    return ATTACKS[name].title if name in ATTACKS else name.replace("_", " ").capitalize()
 
 
 def budget_text(b) -> str:

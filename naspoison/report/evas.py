@@ -6,6 +6,9 @@ import statistics
 
 import numpy as np
 
+from naspoison.backdoor.scenarios import SCENARIOS
+from naspoison.defenses import DEFENSES
+from naspoison.defenses.base import mean_sd
 from naspoison.report.table import Column, Entry, Table, pm
 
 ROW_TITLES = {"evas": "Evas", "resnet18": "ResNet18"}
@@ -17,21 +20,12 @@ def row_title(name: str) -> str:
     return ROW_TITLES.get(name, name)
 
 
-def _ms(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
-SCENARIO_TITLES = {"finetune_clean": "Fine-tuning with clean data (Evas Table 2)",
-                   "retrain": "Re-training from scratch, generator fixed (Evas Table 3)",
-                   "poisoned_finetune": "Fine-tuning with poisoned data (Evas Figure 6)"}
-
-
 def _rows(records: list[dict]) -> list[dict]:
     rows = []
     for ds, name in dict.fromkeys((r.get("dataset"), r["row"]) for r in records):  # suite order
         mine = [r for r in records if (r.get("dataset"), r["row"]) == (ds, name)]
         rows.append({"dataset": ds, "row": name, "title": row_title(name), "arch": mine[0]["arch"], "n": len(mine),
-                     "acc": _ms([100 * r["acc"] for r in mine]), "asr": _ms([100 * r["asr"] for r in mine])})
+                     "acc": mean_sd([100 * r["acc"] for r in mine]), "asr": mean_sd([100 * r["asr"] for r in mine])})
     return rows
 
 
@@ -85,27 +79,17 @@ def study_section(study: dict[str, list[dict]]) -> dict:
 
 
 def defense_section(records: list[dict]) -> dict:
-    """Evas Table 4 (Neural Cleanse: the target's anomaly index, how often it is flagged; STRIP: AUROC)
-    and Table 5 (Fine-Pruning: ACC/ASR before, after pruning, after fine-tuning) per dataset and row."""
+    """Per backdoor defense, per dataset and row, its numbers over training seeds (the defense's ``aggregate``):
+    Evas Table 4 (detection) and Table 5 (Fine-Pruning) for the shipped ones."""
     out: dict = {}
     keys = list(dict.fromkeys((r["dataset"], r["row"]) for r in records))
     for name in dict.fromkeys(r["defense"] for r in records):
         rows = []
         for ds, row in keys:
             mine = [r["result"] for r in records if (r["dataset"], r["row"], r["defense"]) == (ds, row, name)]
-            if not mine:
-                continue
-            entry = {"dataset": ds, "row": row, "title": row_title(row), "n": len(mine)}
-            if name == "neural_cleanse":
-                idx = [m["target_index"] for m in mine if m["target_index"] is not None]
-                entry.update(target_index=_ms(idx) if idx else None, flagged=sum(m["target_flagged"] for m in mine))
-            elif name == "strip":
-                au = [m["auroc"] for m in mine if m["auroc"] is not None]  # None: no successful trigger to detect
-                entry.update(auroc=_ms(au) if au else None)
-            else:
-                for stage in ("before", "chosen", "after"):
-                    entry[stage] = {k: _ms([100 * m[stage][k] for m in mine]) for k in ("acc", "asr")}
-            rows.append(entry)
+            if mine:
+                rows.append({"dataset": ds, "row": row, "title": row_title(row), "n": len(mine),
+                             **DEFENSES[name].aggregate(mine)})
         out[name] = rows
     return out
 
@@ -118,7 +102,7 @@ def evas_table(records: list[dict], searches: list[dict], study: dict | None = N
     treated = [r for r in records if r.get("scenario") is not None]
     scenarios = []
     for sc, frac in dict.fromkeys((r["scenario"], r["fraction"]) for r in treated):
-        title = SCENARIO_TITLES.get(sc, sc) + ("" if frac is None else f", {100 * frac:g} % poisoned")
+        title = (SCENARIOS[sc].title if sc in SCENARIOS else sc) + ("" if frac is None else f", {100 * frac:g} % poisoned")
         scenarios.append({"scenario": sc, "fraction": frac, "title": title,
                           "rows": _rows([r for r in treated if (r["scenario"], r["fraction"]) == (sc, frac)])})
     out = {"rows": _rows(plain), "searches": searches,
@@ -165,30 +149,22 @@ def _per_architecture(title: str, rows: list[dict], notes: list[str], with_cells
 
 
 def _defense_tables(d: dict) -> list[Table]:
+    """One table per ``table`` the defenses name (in the registry's order), a row per architecture, the columns
+    of each defense that shares it; a defense this installation does not know is left out."""
     out = []
-    if "neural_cleanse" in d or "strip" in d:
-        nc = {(r["dataset"], r["row"]): r for r in d.get("neural_cleanse", [])}
-        st = {(r["dataset"], r["row"]): r for r in d.get("strip", [])}
+    present = [cls for name, cls in DEFENSES.items() if name in d]
+    for title in dict.fromkeys(cls.table for cls in present):
+        group = [cls for cls in present if cls.table == title]
+        by = [{(r["dataset"], r["row"]): r for r in d[cls.name]} for cls in group]
         rows = []
-        for key in dict.fromkeys(list(nc) + list(st)):
-            n, s = nc.get(key), st.get(key)
-            idx = "-" if not n else ("∞" if n["target_index"] is None else pm(n["target_index"]))
-            rows.append([Entry(str(key[0])), Entry((n or s)["title"]), Entry(idx),
-                         Entry("-" if not n else f"{n['flagged']}/{n['n']}"),
-                         Entry(pm(s["auroc"], nd=3) if s else "-")])
-        out.append(Table("Backdoor detection (Evas Table 4)",
-                         [Column("dataset", left=True), Column("architecture", left=True),
-                          Column("NC anomaly index of the target"), Column("NC flags the target"), Column("STRIP AUROC")],
-                         rows, [("Neural Cleanse flags a class whose mask L1 is below the median with anomaly index > 2; "
-                                 "STRIP's AUROC separates triggered from clean inputs by blend entropy (0.5 = chance).")]))
-    if "fine_pruning" in d:
-        stages = (("before", "before"), ("chosen", "pruned"), ("after", "fine-tuned"))
-        out.append(Table("Fine-Pruning (Evas Table 5)",
-                         [Column("dataset", left=True), Column("architecture", left=True),
-                          *(Column(f"{k.upper()} {name}") for _, name in stages for k in ("acc", "asr"))],
-                         [[Entry(str(r["dataset"])), Entry(r["title"]),
-                           *(Entry(f"{r[st][k]['mean']:.2f}") for st, _ in stages for k in ("acc", "asr"))]
-                          for r in d["fine_pruning"]], ["ACC and ASR in percent, mean over training seeds."]))
+        for key in dict.fromkeys(k for entries in by for k in entries):
+            first = next(entries[key] for entries in by if key in entries)
+            rows.append([Entry(str(key[0])), Entry(first["title"]),
+                         *(Entry(text) for cls, entries in zip(group, by) for _, text in cls.columns(entries.get(key)))])
+        headers = [h for cls in group for h, _ in cls.columns(None)]
+        notes = [cls.note for cls in group if cls.note]
+        out.append(Table(title, [Column("dataset", left=True), Column("architecture", left=True),
+                                 *(Column(h) for h in headers)], rows, ["; ".join(notes) + "."] if notes else []))
     return out
 
 

@@ -1,12 +1,16 @@
-"""What a sanitizer returns: the search data's replaced parts, as raw npz bytes for the artifact cache."""
+"""The protocol every sanitizer subclasses, and what it returns: the search data's replaced parts, as raw npz
+bytes for the artifact cache."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 
 from naspoison.data.datasets import ImageData
+from naspoison.params import StrictParams
 
 
 @dataclass
@@ -39,3 +43,22 @@ class Sanitized:
     def from_bytes(cls, blob: bytes) -> Sanitized:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             return cls(**{k: z[k] for k in z.files})
+
+
+class Sanitizer:
+    """A poisoning countermeasure applied to a search's data before the search: the protocol every entry of
+    ``SANITIZERS`` subclasses, its capabilities declared with their defaults."""
+
+    name: ClassVar[str]
+    """The registry key and the name in suite.yaml and in keys (a sanitize spec's ``defense`` field)."""
+    title: ClassVar[str]
+    """How tables name it."""
+    Params: ClassVar[type[StrictParams]]
+    """Its parameters (profiles' ``defended_search.defenses: {name: {...}}``)."""
+    discards_labels: ClassVar[bool] = False
+    """True: its output does not depend on the labels it is given, so label-flip rows share the clean cell."""
+
+    def apply(self, data: ImageData, params: StrictParams, seed: int, device="cpu",
+              log: Callable[[str], None] | None = None, clean_labels: np.ndarray | None = None) -> Sanitized:
+        """Sanitize the training (and held-out) set; ``clean_labels`` only to *score* it (e.g. purity)."""
+        raise NotImplementedError

@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.data.datasets import ImageData
-from naspoison.sanitize.base import Sanitized
+from naspoison.params import StrictParams
+from naspoison.sanitize.base import Sanitized, Sanitizer
 
 RESNET152_FILE = "resnet152-394f9c45.pth"  # torchvision's IMAGENET1K_V1 file name
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-class ClusterRelabelParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ClusterRelabelParams(StrictParams):
     features: Literal["resnet152", "pixels_pca"] = "resnet152"
     weights: str | None = Field(None, description="ResNet-152 ImageNet weights file (default: the torch hub cache)")
     clusters: int = Field(10, gt=1)
@@ -94,7 +94,7 @@ def purity(labels: np.ndarray, truth: np.ndarray) -> float:
     return float(sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(truth))
 
 
-class ClusterRelabel:
+class ClusterRelabel(Sanitizer):
     name = "cluster_relabel"
     title = "Cluster-based relabeling"
     Params = ClusterRelabelParams

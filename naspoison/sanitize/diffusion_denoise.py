@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from naspoison.data.datasets import ImageData
-from naspoison.sanitize.base import Sanitized
+from naspoison.params import StrictParams
+from naspoison.sanitize.base import Sanitized, Sanitizer
 
 
-class DiffusionDenoiseParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class DiffusionDenoiseParams(StrictParams):
     model: str | None = Field(None, description="folder or hub id of a diffusers UNet2DModel + scheduler")
     sigma: float = Field(0.1, gt=0, le=1, description="noise std on the [0, 1] scale (the paper's 0.1)")
     batch_size: int = Field(256, gt=0)
@@ -78,7 +78,7 @@ def denoise(x: np.ndarray, unet, alphas_cumprod: np.ndarray, sigma: float, seed:
     return np.concatenate(out)
 
 
-class DiffusionDenoise:
+class DiffusionDenoise(Sanitizer):
     name = "diffusion_denoise"
     title = "Diffusion denoising"
     Params = DiffusionDenoiseParams

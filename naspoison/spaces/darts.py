@@ -107,7 +107,7 @@ DARTS_V2 = Genotype(
             ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)),
     reduce_concat=(2, 3, 4, 5),
 )
-PDARTS = Genotype(
+PDARTS_GENOTYPE = Genotype(
     normal=(("skip_connect", 0), ("dil_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 1),
             ("sep_conv_3x3", 1), ("sep_conv_3x3", 3), ("sep_conv_3x3", 0), ("dil_conv_5x5", 4)),
     normal_concat=(2, 3, 4, 5),
@@ -115,7 +115,7 @@ PDARTS = Genotype(
             ("max_pool_3x3", 0), ("dil_conv_3x3", 1), ("dil_conv_3x3", 1), ("dil_conv_5x5", 3)),
     reduce_concat=(2, 3, 4, 5),
 )
-PUBLISHED = {"darts_v2": DARTS_V2, "pdarts": PDARTS}
+PUBLISHED = {"darts_v2": DARTS_V2, "pdarts": PDARTS_GENOTYPE}
 
 
 # the operations and networks live in darts_net (they need torch at import); ``darts.EvalNetwork`` etc. still

@@ -23,14 +23,14 @@ def defense_spec(defense: str, params: dict, backdoor: dict) -> dict:
 
 def compute(spec: dict, inputs: dict, ctx: StageContext) -> dict:
     p, backdoor = spec["params"], inputs["backdoor"]
-    fn, params_cls = DEFENSES[p["defense"]]
+    defense = DEFENSES[p["defense"]]()
     model, gen = backdoor_models(backdoor, ctx)
     for q in gen.parameters():
         q.requires_grad_(False)
     suspect = Suspect(model, gen, load_dataset(ctx.dataset), backdoor["params"]["generator"]["target"],
                       torch.device(ctx.device))
-    params = params_cls.model_validate_json(json.dumps(p["defense_params"]))
-    return {"defense": p["defense"], "arch": backdoor["params"]["arch"], **fn(suspect, params, ctx.log)}
+    params = defense.Params.model_validate_json(json.dumps(p["defense_params"]))
+    return {"defense": p["defense"], "arch": backdoor["params"]["arch"], **defense.run(suspect, params, ctx.log)}
 
 
 STAGE = Stage("defense", VERSION, compute, ("backdoor",))

@@ -29,7 +29,7 @@ def make_poison(spec: dict, ctx: StageContext) -> Poison:
     data = load_dataset(ctx.dataset)
     rng = np.random.default_rng([p["seed"], 0x9015])
     actx = AttackContext(ctx.artifacts, dataset_identity(ctx.dataset), log=ctx.log)
-    if getattr(attack, "targets_algorithm", False):
+    if attack.targets_algorithm:
         if ctx.store is None:
             raise ValueError(f"{p['attack']} needs the result store to find its victim")
         actx.victim = load_victim(p["victim"], ctx)

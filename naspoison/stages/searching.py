@@ -19,7 +19,7 @@ def run_search(spec: dict, data: ImageData, ctx: StageContext) -> dict:
     alg = ALGORITHMS[p["algorithm"]]()
     # JSON mode: a spec read back from the store has lists where the model has tuples
     params = alg.Params.model_validate_json(json.dumps(p["algorithm_params"]))
-    if getattr(alg, "gc_target", "weights") == "alphas":
+    if alg.gc_target == "alphas":
         keep: dict = {}
         out = alg.search(data, params, p["seed"], device=ctx.device, log=ctx.log, keep=keep)
         net = keep["supernet"]

@@ -69,7 +69,7 @@ def load_victim(victim: dict, ctx: StageContext) -> Victim:
     acc, _, best, found, tspec, trained = max(trials, key=lambda t: t[:2])
     info = {"algorithm": victim["algorithm"], "seed": best["seed"], "clean_test_acc": acc,
             "genotype": found.result["genotype"], "candidates": len(trials), "recomputed": False}
-    if getattr(ALGORITHMS[victim["algorithm"]], "gc_target", "weights") == "alphas":
+    if ALGORITHMS[victim["algorithm"]].gc_target == "alphas":
         net = _supernet(found, ctx, info)
         named = [("alpha_normal", net.alpha_normal), ("alpha_reduce", net.alpha_reduce)]
         info["target"] = "alphas of the converged supernet"

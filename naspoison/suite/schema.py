@@ -9,25 +9,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from naspoison.attacks import ATTACKS
 from naspoison.data.datasets import DATASETS, DatasetSpec
 from naspoison.families import FAMILIES
 from naspoison.families.base import MAX_SEEDS, params_problems
 from naspoison.nas import ALGORITHMS
-from naspoison.suite.yamlio import SuiteError, did_you_mean, dotted, line_of, load_with_lines, validation_problems
+from naspoison.params import StrictParams
+from naspoison.registry import did_you_mean
+from naspoison.suite.yamlio import SuiteError, dotted, line_of, load_with_lines, validation_problems
 from naspoison.train import Recipe
 
 PROFILE_NAMES = ("paper", "lab", "demo")
 SUITE_VERSION = 1
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class SlurmResources(_Strict):
+class SlurmResources(StrictParams):
     """Per job-array task of ``--executor slurm`` (command-line flags override these)."""
     partition: str | None = None
     time_min: int = Field(24 * 60, gt=0)
@@ -38,7 +36,7 @@ class SlurmResources(_Strict):
     additional: dict[str, str] = Field(default_factory=dict, description="extra sbatch options, e.g. {account: X}")
 
 
-class ProfileBase(_Strict):
+class ProfileBase(StrictParams):
     """What every profile has; each family adds the blocks it reads (``Family.profile_fields``)."""
 
     description: str = ""
@@ -64,10 +62,10 @@ def _suite_model(families: tuple) -> type[BaseModel]:
             if name in blocks or name in ProfileBase.model_fields:
                 raise TypeError(f"family {fam.name} declares profile block {name!r} a second time")
             blocks[name] = (typ, Field(default_factory=factory))
-    fams = create_model("Families", __base__=_Strict, __doc__="The families a suite declares (naspoison.families).",
+    fams = create_model("Families", __base__=StrictParams, __doc__="The families a suite declares (naspoison.families).",
                         **{name: (fam.Config | None, None) for name, fam in families})
     profile = create_model("Profile", __base__=ProfileBase, __doc__=ProfileBase.__doc__, **blocks)
-    return create_model("SuiteModel", __base__=_Strict,
+    return create_model("SuiteModel", __base__=StrictParams,
                         version=(int, Field(description=f"the suite format; this naspoison reads version {SUITE_VERSION}")),
                         families=(fams, ...), profiles=(dict[str, profile], Field(min_length=1)))
 

@@ -5,13 +5,14 @@ Scalars are resolved with the YAML 1.2 core schema: only true/false are booleans
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from naspoison.registry import did_you_mean
 
 Path_ = tuple  # a location inside the document: ("families", "poisoning", "budgets", 2)
 
@@ -158,12 +159,6 @@ def line_of(lines: dict[Path_, int], at: Path_) -> int | None:
             return lines[at]
         at = at[:-1]
     return lines.get(())
-
-
-def did_you_mean(name: str, options) -> str:
-    """'; did you mean 'x'?' for the closest known option, else the list of known ones."""
-    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(map(str, options)))}"
 
 
 def validation_problems(err, known) -> list[tuple[tuple, str]]:
