@@ -72,7 +72,7 @@ profiles:
     attacks: {{{cls.name}: {{target: 3}}}}
 """)
     trials = expand(s, "tiny").trials
-    mine = [t for t in trials if t.attack == cls.name]
+    mine = [t for t in trials if t.row == cls.name]
     # a label attack against TE-NAS (uses_labels = False) is skipped: only the random row remains
     assert [t.algorithm for t in mine] == ["random"]
     assert mine[0].poison["params"]["attack_params"] == {"target": 3}

@@ -2,7 +2,6 @@
 backdoor cells, plus what each Evas search found."""
 from __future__ import annotations
 
-import statistics
 
 import numpy as np
 
