@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from naspoison.run import checkpoint, stages
+from naspoison.run import checkpoint, machine, stages
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
 from naspoison.suite.expand import EvasTrial, SensitivityTrial, Trial
 
@@ -151,7 +151,7 @@ def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache
 def _failing_spec(trial: Trial, store: ResultStore) -> dict:
     """The first cell of the trial (its required trials first) that has no result: the one that failed."""
     for needed in trial.requires:
-        if not _complete(needed, store):
+        if not complete(needed, store):
             return _failing_spec(needed, store)
     for spec in (trial.poison, getattr(trial, "sanitize", None), trial.search):
         if spec is not None and not store.has(spec["stage"], content_key(spec)):
@@ -170,7 +170,7 @@ def _found(trial, store: ResultStore) -> dict | None:
     return rec.result
 
 
-def _complete(trial: Trial, store: ResultStore) -> bool:
+def complete(trial: Trial, store: ResultStore) -> bool:
     try:
         cells = trial.after_search(_found(trial, store))
     except KeyError:
@@ -250,7 +250,7 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
         tasks.put(i)
     jobs = [(trials, str(store.root), str(artifacts.directory), dev, threads, tasks, events, poll) for dev in devices]
     total = RunSummary()
-    with ctx.Pool(len(devices), initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+    with ctx.Pool(len(devices), initializer=machine.init_worker, initargs=(machine.current(), die_with_parent, os.getpid())) as pool:
         result = pool.map_async(_worker, jobs)
         while not result.ready():
             _drain(events, emit, timeout=0.2)
