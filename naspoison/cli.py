@@ -20,7 +20,7 @@ from naspoison import api
 from naspoison.api import UsageError
 from naspoison.report.assemble import assemble, print_console, write
 from naspoison.store import CorruptRecord, ResultStore, StoreError, content_key
-from naspoison.suite import SuiteError  # torch-free; Suite (the schema) is imported where a suite is read
+from naspoison.suite import SuiteError
 
 DEFAULT_STORE = "cache"
 DEFAULT_REPORTS = "reports"

@@ -151,7 +151,7 @@ def run_trials(trials: list[Trial], store: ResultStore, artifacts: ArtifactCache
 def _failing_spec(trial: Trial, store: ResultStore) -> dict:
     """The first cell of the trial (its required trials first) that has no result: the one that failed."""
     for needed in trial.requires:
-        if not complete(needed, store):
+        if not is_complete(needed, store):
             return _failing_spec(needed, store)
     for spec in (trial.poison, getattr(trial, "sanitize", None), trial.search):
         if spec is not None and not store.has(spec["stage"], content_key(spec)):
@@ -170,7 +170,7 @@ def _found(trial, store: ResultStore) -> dict | None:
     return rec.result
 
 
-def complete(trial: Trial, store: ResultStore) -> bool:
+def is_complete(trial: Trial, store: ResultStore) -> bool:
     try:
         cells = trial.after_search(_found(trial, store))
     except KeyError:

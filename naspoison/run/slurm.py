@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from naspoison.run import machine
-from naspoison.run.executor import RunSummary, complete, run_parallel
+from naspoison.run.executor import RunSummary, is_complete, run_parallel
 from naspoison.store import ArtifactCache, ResultStore
 from naspoison.suite.expand import Trial, shard
 
@@ -26,7 +26,7 @@ def groups(trials: list[Trial], n: int) -> list[list[Trial]]:
 
 def stored(trial: Trial, store: ResultStore) -> bool:
     """Every cell of ``trial`` and of the trials it needs is in ``store``: no task needed."""
-    return all(complete(t, store) for t in (*trial.requires, trial))
+    return all(is_complete(t, store) for t in (*trial.requires, trial))
 
 
 def run_group(trials: list[Trial], store_root: str, artifact_dir: str, poll: float = 5.0) -> dict:
