@@ -402,18 +402,22 @@ def build_parser() -> argparse.ArgumentParser:
                                  epilog=EXIT_CODES)
     ap.add_argument("--version", action="version", version=_version())
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _sub_parser = sub.add_parser
+    for add in (_bench_parser, _report_parser, _verify_parser, _compare_parser, _upkeep_parsers, _draw_parser):
+        add(sub)
+    return ap
 
-    def add_parser(*a, **kw):  # every subcommand's --help ends with the exit codes
-        kw.setdefault("epilog", EXIT_CODES)
-        return _sub_parser(*a, **kw)
 
-    sub.add_parser = add_parser
+def _command(sub, *a, **kw) -> argparse.ArgumentParser:
+    kw.setdefault("epilog", EXIT_CODES)  # every subcommand's --help ends with the exit codes
+    return sub.add_parser(*a, **kw)
 
-    def store_opt(p):
-        p.add_argument("--store", default=DEFAULT_STORE, help="results store directory (default: cache)")
 
-    b = sub.add_parser("bench", help="run (or --plan, --check) a profile of a suite")
+def _store_opt(p) -> None:
+    p.add_argument("--store", default=DEFAULT_STORE, help="results store directory (default: cache)")
+
+
+def _bench_parser(sub) -> None:
+    b = _command(sub, "bench", help="run (or --plan, --check) a profile of a suite")
     b.add_argument("suite", help="the suite file (YAML), e.g. suite.yaml")
     b.add_argument("--profile", default="demo", help="which profile of the suite (default: demo)")
     b.add_argument("--only", help="filter trials, e.g. 'attack=gaussian_noise|none,seed=0'")
@@ -444,19 +448,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-wait", action="store_true", help="submit and return; rerun the command to collect")
     b.add_argument("--artifacts", help="artifact cache directory (default: $NASPOISON_ARTIFACTS or ~/.cache/naspoison/artifacts)")
     b.add_argument("--reports", default=DEFAULT_REPORTS, help="where reports are written / compared (default: reports)")
-    store_opt(b)
+    _store_opt(b)
     b.set_defaults(fn=cmd_bench)
 
-    r = sub.add_parser("report", help="tables from the store (read-only) or from a CSV of trials")
+
+def _report_parser(sub) -> None:
+    r = _command(sub, "report", help="tables from the store (read-only) or from a CSV of trials")
     r.add_argument("suite", nargs="?", help="the suite file whose profile's table to show")
     r.add_argument("--profile", default="demo", help="which profile of the suite (default: demo)")
     r.add_argument("--only", help="filter trials, as for bench")
     r.add_argument("--trials", help="CSV with attack,budget,algorithm,seed,accuracy (percent)")
     r.add_argument("--out", help="also write report.{json,csv,md,tex} here")
-    store_opt(r)
+    _store_opt(r)
     r.set_defaults(fn=cmd_report)
 
-    v = sub.add_parser("verify", help="re-hash every result file; list corrupt ones (--recompute N: recompute and compare)")
+
+def _verify_parser(sub) -> None:
+    v = _command(sub, "verify", help="re-hash every result file; list corrupt ones (--recompute N: recompute and compare)")
     v.add_argument("--recompute", type=int, metavar="N", help="recompute N stored cells (cheapest first) into a "
                    "scratch store and compare: identical on the same platform, else within --rtol/--atol")
     v.add_argument("--suite", default="suite.yaml", help="with --recompute: the suite (default suite.yaml)")
@@ -473,9 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--scratch", help="keep the recomputed cells in this folder (a store and artifacts)")
     v.add_argument("--device", default="cpu", help="with --recompute: where to recompute (default: cpu)")
     v.add_argument("--cell-threads", type=int, metavar="N", help="intra-op threads of the recomputation")
-    store_opt(v)
+    _store_opt(v)
     v.set_defaults(fn=cmd_verify)
-    c = sub.add_parser("compare", help="two reproductions (report.json files or stores) row by row: within seed noise?")
+
+
+def _compare_parser(sub) -> None:
+    c = _command(sub, "compare", help="two reproductions (report.json files or stores) row by row: within seed noise?")
     c.add_argument("a", help="report.json or store directory (the reference)")
     c.add_argument("b", help="report.json or store directory (the reproduction)")
     c.add_argument("--suite", default="suite.yaml", help="for store arguments: the suite (default suite.yaml)")
@@ -484,22 +495,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--alpha", type=float, default=0.05, help="BH level (default 0.05)")
     c.add_argument("--json", help="also write the comparison here")
     c.set_defaults(fn=cmd_compare)
-    m = sub.add_parser("merge", help="union other stores' results into this one")
+
+
+def _upkeep_parsers(sub) -> None:
+    m = _command(sub, "merge", help="union other stores' results into this one")
     m.add_argument("sources", nargs="+", help="other stores (folders) whose results to add")
-    store_opt(m)
+    _store_opt(m)
     m.set_defaults(fn=cmd_merge)
-    g = sub.add_parser("gc", help="remove temporary files, stale locks and stale failures")
+    g = _command(sub, "gc", help="remove temporary files, stale locks and stale failures")
     g.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     g.add_argument("--suite", help="also list results no profile of this suite references")
     g.add_argument("--artifacts", help="artifact cache whose orphaned checkpoints go (default: $NASPOISON_ARTIFACTS)")
-    store_opt(g)
+    _store_opt(g)
     g.set_defaults(fn=cmd_gc)
-    ls = sub.add_parser("ls", help="count results per stage")
+    ls = _command(sub, "ls", help="count results per stage")
     ls.add_argument("-l", "--long", action="store_true", help="one line per result: stage, key, parameters")
-    store_opt(ls)
+    _store_opt(ls)
     ls.set_defaults(fn=cmd_ls)
 
-    dr = sub.add_parser("draw", help="cell pictures (PNG/SVG) of a genotype, an NB201 arch, or a profile's found architectures")
+
+def _draw_parser(sub) -> None:
+    dr = _command(sub, "draw", help="cell pictures (PNG/SVG) of a genotype, an NB201 arch, or a profile's found architectures")
     dr.add_argument("suite", nargs="?", help="draw every architecture the store holds for this suite's profile")
     dr.add_argument("--profile", default="demo", help="which profile of the suite (default: demo)")
     dr.add_argument("--only", help="filter trials, as for bench")
@@ -508,9 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--name", help="file stem for --genotype / --arch")
     dr.add_argument("--format", default="png,svg", help="png, svg or png,svg (default: png,svg)")
     dr.add_argument("--out", default="cells", help="output folder (default: cells)")
-    store_opt(dr)
+    _store_opt(dr)
     dr.set_defaults(fn=cmd_draw)
-    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
