@@ -164,7 +164,8 @@ def bench(suite: str | Path | Suite, profile: str = "demo", store: str | Path = 
     steps (True: inductor), a speed option in no key. ``executor``: ``"processes"`` (one worker per device),
     ``"slurm"`` or ``"submitit-local"`` (a job array of ``tasks`` tasks; ``slurm``: resources overriding the
     profile's). Returns what was computed and what failed (failed cells are retried next run); None when the
-    array was submitted without waiting (``wait=False``)."""
+    array was submitted without waiting (``wait=False``). Several devices mean spawned worker processes: call it
+    from under ``if __name__ == "__main__":`` in a script, or pass ``devices="cpu"`` (this process)."""
     from naspoison.run import machine
 
     sel = select(suite, profile, only, shard)
@@ -368,15 +369,16 @@ def compute_metrics(genotype, data, names: list[str] | None = None, *, samples: 
     return metrics.compute_metrics(net, xt, yt, names if names is not None else list(metrics.METRICS))
 
 
-def train_genotype(genotype, data, recipe: dict | None = None, seed: int = 0, device: str = "cpu",
+def train_genotype(genotype, data, recipe: dict, seed: int = 0, device: str = "cpu",
                    compile: str | bool | None = None) -> dict:
     """Train a DARTS ``genotype`` (a Genotype, its dict or a published name) from scratch on ``data`` with
-    ``recipe`` (the fields of :class:`~naspoison.train.Recipe`; default: its defaults) and return the final test
-    accuracy, per-epoch curves and parameter count, exactly as a suite's train cell computes them."""
+    ``recipe`` (fields of :class:`~naspoison.train.Recipe`, the rest its published values: ``{}`` is the
+    600-epoch P-DARTS retrain) and return the final test accuracy, per-epoch curves and parameter count,
+    exactly as a suite's train cell computes them."""
     from naspoison import train
     from naspoison.run import machine
 
-    r = train.Recipe.model_validate(recipe or {})
+    r = train.Recipe.model_validate(recipe)
     backend = "inductor" if compile is True else (compile or None)
     with machine.using(compile=backend):
         return train.train_genotype(_genotype(genotype), data, r, seed, device)
