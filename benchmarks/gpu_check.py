@@ -158,20 +158,11 @@ def with_precision(recipe, precision: str):
     return recipe.model_copy(update={"precision": precision}), contextlib.nullcontext()
 
 
-@contextlib.contextmanager
 def compile_env(backend: str | None):
-    """``naspoison bench --compile BACKEND`` sets this variable; ``fit`` compiles its step model when it is set."""
-    from naspoison.train import COMPILE_ENV
+    """What ``naspoison bench --compile BACKEND`` sets for a run: ``fit`` compiles its step model with it."""
+    from naspoison.run import machine
 
-    was = os.environ.pop(COMPILE_ENV, None)
-    if backend:
-        os.environ[COMPILE_ENV] = backend
-    try:
-        yield
-    finally:
-        os.environ.pop(COMPILE_ENV, None)
-        if was is not None:
-            os.environ[COMPILE_ENV] = was
+    return machine.using(compile=backend)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ loss weight 0.4, drop-path ramped linearly over the epochs, and the **final-epoc
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Literal
 
@@ -17,7 +16,7 @@ from pydantic import Field
 from naspoison.data.augment import DeviceImages, augment, channel_stats, cutout
 from naspoison.data.datasets import ImageData
 from naspoison.params import StrictParams
-from naspoison.run import checkpoint
+from naspoison.run import checkpoint, machine
 from naspoison.spaces.darts import Genotype
 from naspoison._lazy import lazy, no_grad
 
@@ -118,14 +117,12 @@ def seeded_eval_network(genotype: Genotype, data: ImageData, recipe: Recipe, see
     return build_eval_network(genotype, data, recipe)
 
 
-COMPILE_ENV = "NASPOISON_COMPILE"
-
-
 def compiled(model: nn.Module) -> nn.Module:
-    """``torch.compile(model, backend=$NASPOISON_COMPILE)`` when that is set (``naspoison bench --compile``),
-    else the model itself. A speed option, not part of any cell's key: compiled kernels may round
-    differently from eager ones, so a store should be filled one way or the other."""
-    backend = os.environ.get(COMPILE_ENV)
+    """``torch.compile(model, backend=...)`` when this run asked for it (``naspoison bench --compile BACKEND``,
+    ``naspoison.bench(compile=...)``: :mod:`naspoison.run.machine`), else the model itself. A speed option, not
+    part of any cell's key: compiled kernels may round differently from eager ones, so a store should be filled
+    one way or the other."""
+    backend = machine.current().compile
     return torch.compile(model, backend=backend) if backend else model
 
 

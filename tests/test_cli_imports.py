@@ -41,7 +41,7 @@ def test_suite_readers_do_not_import_torch(argv):
 def test_bench_defaults_to_one_worker_per_usable_core(monkeypatch):
     import os
 
-    from naspoison import cli
+    from naspoison import api, cli
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
     args = cli.build_parser().parse_args(["bench", "suite.yaml"])
@@ -49,5 +49,5 @@ def test_bench_defaults_to_one_worker_per_usable_core(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert cli._devices(args) == ["cpu", "cpu", "cpu"]
-    assert cli._devices(cli.build_parser().parse_args(["bench", "s.yaml", "--workers", "1"])) == ["cpu"]
+    assert api.resolve_devices(args.devices, args.workers) == ["cpu", "cpu", "cpu"]
+    assert api.resolve_devices(None, workers=1) == ["cpu"]

@@ -396,7 +396,8 @@ def test_progress_shows_eta_and_a_started_cell_before_its_first_log_line():
     from naspoison.cli import _Progress
 
     con = Console(force_terminal=True, width=120, file=open(os.devnull, "w"))
-    with _Progress(3, con) as progress:
+    with _Progress(con, "demo") as progress:
+        progress.emit({"kind": "begin", "trials": 3, "devices": ["cpu"], "store": "cache", "artifacts": "a"})
         progress.emit({"kind": "start", "stage": "search", "label": "poisoning/none/pdarts/seed=0"})
         task = progress.progress.tasks[0]
         assert "search poisoning/none/pdarts/seed=0: started" in task.description
@@ -406,11 +407,11 @@ def test_progress_shows_eta_and_a_started_cell_before_its_first_log_line():
 def test_report_at_80_columns_is_compact_and_never_truncates_names():
     from rich.console import Console
 
-    from naspoison.cli import _console_report
+    from naspoison.report.assemble import print_console
 
     report = json.loads((Path(__file__).resolve().parents[1] / "reports" / "demo" / "report.json").read_text())
     con = Console(width=80, record=True, file=open(os.devnull, "w"))
-    _console_report(con, report)
+    print_console(con, report)
     text = con.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "Confidence-based label-flipping" in text and "…" not in text.split("Random-sampling baseline")[0]

@@ -70,7 +70,7 @@ def test_run_rerun_check_and_report(tiny):
 
 
 def test_cost_estimates_come_from_similar_cells_only():
-    from naspoison.cli import _cost_class
+    from naspoison.run.plan import cost_class as _cost_class
 
     spec = {"stage": "train", "upstream": {}, "version": "1",
             "params": {"seed": 0, "genotype": "a", "recipe": {"epochs": 10}, "dataset": {"name": "digits"}}}

@@ -62,15 +62,17 @@ def test_compiled_training_step_gives_the_eager_numbers(digits, monkeypatch):
     and hence the numbers are the eager ones; inductor is what a GPU run would use)."""
     import torch
 
-    from naspoison import train
+    from naspoison.run import machine
 
     g = sample_genotype(np.random.default_rng(0))
     eager = train_genotype(g, digits, TINY, seed=3)
     calls = []
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda m, backend: calls.append(backend) or real(m, backend=backend))
-    monkeypatch.setenv(train.COMPILE_ENV, "eager")
-    compiled = train_genotype(g, digits, TINY, seed=3)
+    with machine.using(compile="eager"):
+        compiled = train_genotype(g, digits, TINY, seed=3)
+    assert calls == ["eager"]
+    train_genotype(g, digits, TINY, seed=3)  # the setting ended with its block
     assert calls == ["eager"]
     assert compiled["curves"]["train_loss"] == pytest.approx(eager["curves"]["train_loss"], rel=1e-5)
     assert compiled["test_acc"] == eager["test_acc"]

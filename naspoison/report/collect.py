@@ -34,10 +34,3 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
         out.rows.setdefault(t.family, []).extend(FAMILIES[t.family].collect(t, cells))
     return out
 
-
-def sections(collected: Collected) -> dict:
-    """The report: every family's sections, in the registry's order."""
-    report: dict = {}
-    for fam in FAMILIES.values():
-        report.update(fam.sections(collected))
-    return report

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from multiprocessing.managers import SyncManager
 
 from naspoison.families import Step, Trial, walk, walk_store
-from naspoison.run import checkpoint
+from naspoison.run import checkpoint, machine
 from naspoison.run.cell import cell_threads, run_stage
 from naspoison.stages import STAGES, StageContext
 from naspoison.store import ArtifactCache, CorruptRecord, ResultStore, content_key
@@ -200,7 +200,7 @@ def run_parallel(trials: list[Trial], store: ResultStore, artifacts: ArtifactCac
         tasks.put(i)
     jobs = [(trials, str(store.root), str(artifacts.directory), dev, threads, tasks, events, poll) for dev in devices]
     total = RunSummary()
-    with ctx.Pool(len(devices), initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+    with ctx.Pool(len(devices), initializer=machine.init_worker, initargs=(machine.current(), die_with_parent, os.getpid())) as pool:
         result = pool.map_async(_worker, jobs)
         while not result.ready():
             _drain(events, emit, timeout=0.2)

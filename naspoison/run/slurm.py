@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from naspoison.run import checkpoint
-from naspoison.run.executor import RunSummary, run_parallel
+from naspoison.run import checkpoint, machine
+from naspoison.run.executor import RunSummary, is_complete, run_parallel
 from naspoison.store import ArtifactCache, ResultStore
-from naspoison.suite.expand import Trial, shard
+from naspoison.families import Trial
+from naspoison.suite.expand import shard
 
 MAX_REQUEUES = 50
 
@@ -22,6 +23,11 @@ MAX_REQUEUES = 50
 def groups(trials: list[Trial], n: int) -> list[list[Trial]]:
     """Task i runs what ``--shard i/N`` would: every N-th trial, a mix of cheap and costly ones."""
     return [g for g in (shard(trials, f"{i}/{n}") for i in range(n)) if g]
+
+
+def stored(trial: Trial, store: ResultStore) -> bool:
+    """Every cell of ``trial`` and of the trials it needs is in ``store``: no task needed."""
+    return all(is_complete(t, store) for t in (*trial.requires, trial))
 
 
 def run_group(trials: list[Trial], store_root: str, artifact_dir: str, poll: float = 5.0) -> dict:
@@ -47,8 +53,12 @@ class GroupTask:
     task for requeueing; the requeued task skips the stored cells and resumes that one. Cells run by extra
     worker processes (several GPUs per task) lose at most the checkpoint interval."""
 
+    def __init__(self, settings: machine.Machine | None = None):
+        self.settings = settings or machine.current()  # the submitting run's (--compile), pickled with the task
+
     def __call__(self, trials: list[Trial], store_root: str, artifact_dir: str, poll: float = 5.0) -> dict:
         checkpoint.keep_snapshots(True)
+        machine.apply(self.settings)
         return run_group(trials, store_root, artifact_dir, poll)
 
     def checkpoint(self, *args, **kwargs):

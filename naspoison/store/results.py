@@ -298,6 +298,10 @@ class ResultStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def stale_locks(self) -> list[Path]:
+        """Locks whose holder is gone (a killed worker's, or damaged and old): ``naspoison gc`` removes them."""
+        return [p for p in (self.root / ".locks").glob("*.lock") if self._lock_is_stale(p)]
+
     @staticmethod
     def _lock_is_stale(path: Path) -> bool:
         try:
