@@ -57,5 +57,5 @@ def test_readme_classifies_every_benchmark_file():
     """benchmarks/README.md has a line for every script and suite (experiment vs speed / one-off)."""
     readme = (BENCH / "README.md").read_text()
     files = [p for p in BENCH.iterdir() if p.suffix in (".py", ".sh")] + SUITES
-    missing = [p.name for p in files if f"`{p.name}`" not in readme]
+    missing = [n for n in (p.relative_to(BENCH).as_posix() for p in files) if f"`{n}`" not in readme]
     assert not missing, f"benchmarks/README.md does not classify {missing}"
