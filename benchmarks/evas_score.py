@@ -20,17 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import sync
 
 from naspoison.backdoor import TriggerGenerator
 from naspoison.backdoor.score import trigger_ntk, trigger_ntk_reference, triggered
 from naspoison.data.datasets import load_dataset
 from naspoison.nas.evas import EvasParams, Scorer
 from naspoison.spaces import nb201
-
-
-def sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def images(args) -> tuple[torch.Tensor, int]:

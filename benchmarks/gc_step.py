@@ -25,6 +25,7 @@ import time
 def one(args) -> dict:
     import numpy as np
     import torch
+    from _common import sync
 
     from naspoison.attacks.gradient_canceling import loss_gradient_sum, objective_pixel_gradient
     from naspoison.data.augment import channel_stats
@@ -52,23 +53,20 @@ def one(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         t0 = time.perf_counter()
         images = x0 + delta.detach()
         g_poison = loss_gradient_sum(model, params, normalise, images, yp, args.chunk)
         share = k / len(x)
         r = [(1 - share) * gc + share * gp / k for gc, gp in zip(g_clean, g_poison)]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         t1 = time.perf_counter()
         delta.grad = objective_pixel_gradient(model, params, normalise, images, yp, r, share / k, args.chunk)
         opt.step()
         with torch.no_grad():
             delta.clamp_(-16 / 255, 16 / 255)
             delta.copy_((x0 + delta).clamp_(0, 1) - x0)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         times.append((t1 - t0, time.perf_counter() - t1))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     out = {"n": len(x), "poisons": k, "width": args.width, "chunk": args.chunk, "device": str(device),

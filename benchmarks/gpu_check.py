@@ -46,6 +46,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))  # the sibling benchmarks (loaded by path in the tests, so not on sys.path there)
+from _common import sync, timed
+
 SUITE = HERE / "suites" / "gpu_check.yaml"
 SECTIONS = ("bench", "speed", "numerics", "parity", "compile")
 KAPPA_RTOL = 1e-4  # the issue's bar for device fp32 vs CPU float64
@@ -123,13 +126,6 @@ class Part:
 
             self.fail(f"{name}: {type(e).__name__}: {str(e)[:400]}")
             traceback.print_exc()
-
-
-def sync(device) -> None:
-    import torch
-
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def rel_diff(a: float, b: float) -> float:
@@ -314,7 +310,6 @@ class Retrain:
                 "img_s_whole": self.n * len(epochs) / total, "img_s_steady": self.n / steady}
 
     def plain(self) -> dict:
-        sys.path.insert(0, str(HERE))  # the reference loop of retrain_epoch.py
         from retrain_epoch import plain_fit
 
         return self.timed_epochs(lambda cb: plain_fit(self.network(), self.data, self.recipe, self.dev,
@@ -406,10 +401,7 @@ def pdarts_epoch(ctx: dict, dev) -> dict:
     """One P-DARTS search epoch after warm-up, lean against plain (pdarts_epoch.py's loops, same supernet)."""
     import numpy as np
     import torch
-
-    sys.path.insert(0, str(HERE))
     from pdarts_epoch import plain_epoch
-    from plain_loader import timed
 
     from naspoison.nas.pdarts import PDARTSParams, _split, _train_stage
     from naspoison.spaces.darts import EDGES, OP_NAMES
@@ -446,8 +438,6 @@ def ntk_per_candidate(ctx: dict, dev) -> dict:
     loop of ntk_kappa.py (parent and child, every time)."""
     import numpy as np
     import torch
-
-    sys.path.insert(0, str(HERE))
     from ntk_kappa import naive_kappa
 
     from naspoison.nas.metrics import kappa, ntk_gram, thin_network_kernels
@@ -473,18 +463,12 @@ def ntk_per_candidate(ctx: dict, dev) -> dict:
             m[c[0]][c[1], c[2]] = False
         net.set_alive(m["normal"], m["reduce"])
 
-    def clock(fn) -> float:
-        sync(dev)
-        t = time.perf_counter()
-        fn()
-        sync(dev)
-        return time.perf_counter() - t
-
     set_mask()
     fast(), naive_kappa(net, x)  # warm-up
-    parent = clock(fast)
-    children = clock(lambda: [set_mask(c) or fast() for c in cands]) / len(cands)
-    naive = clock(lambda: [(set_mask(), naive_kappa(net, x), set_mask(c), naive_kappa(net, x)) for c in cands]) / len(cands)
+    parent = timed(fast, dev)
+    children = timed(lambda: [set_mask(c) or fast() for c in cands], dev) / len(cands)
+    naive = timed(lambda: [(set_mask(), naive_kappa(net, x), set_mask(c), naive_kappa(net, x)) for c in cands],
+                  dev) / len(cands)
     product = children + parent / (2 * len(EDGES) * len(OPS))
     out = {"batch": len(x), "candidates": len(cands), "parent_s": parent, "product_per_candidate_s": product,
            "naive_per_candidate_s": naive, "ratio": naive / product}

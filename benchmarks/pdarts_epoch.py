@@ -9,14 +9,12 @@ data, same device, alternated repeats.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
-from plain_loader import plain_loader, timed
+from _common import add_repeats, comparison_parser, timed, write_comparison
+from plain_loader import plain_loader
 from torch import nn
 
 from naspoison.data.datasets import load_dataset
@@ -52,16 +50,12 @@ def plain_epoch(model, w_half, a_half, stats_from, p: PDARTSParams, device, work
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--npz", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", default="cpu")
+    ap = comparison_parser()
     ap.add_argument("--cells", type=int, default=5)
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--search-size", type=int, default=1000)
-    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain loop")
-    ap.add_argument("--repeats", type=int, default=2)
+    add_repeats(ap)
     args = ap.parse_args()
     device = torch.device(args.device)
     data = load_dataset({"name": "npz", "path": args.npz})
@@ -86,12 +80,7 @@ def main():
                       device)
         rows.append({"lean_s": lean, "plain_s": plain, "ratio": plain / lean})
         print(f"repeat {r}: lean {lean:.1f} s, plain {plain:.1f} s per search epoch, ratio {plain / lean:.2f}x", flush=True)
-    out = {"args": vars(args), "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "split": split, "rows": rows, "median_ratio": float(np.median([r["ratio"] for r in rows]))}
-    if device.type == "cuda":
-        out["gpu"] = torch.cuda.get_device_name(device)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(f"median ratio (plain time / lean time): {out['median_ratio']:.2f}x")
+    write_comparison(args, device, rows, split=split)
 
 
 if __name__ == "__main__":

@@ -32,15 +32,3 @@ def plain_loader(x, y, stats_from, batch_size: int, padding: int, train: bool, w
     return torch.utils.data.DataLoader(PILDataset(x, y, tf), batch_size=batch_size, shuffle=train, num_workers=workers,
                                        pin_memory=torch.device(device).type == "cuda", persistent_workers=workers > 0)
 
-
-def timed(fn, device) -> float:
-    import time
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t

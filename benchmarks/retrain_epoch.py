@@ -10,14 +10,12 @@ Images/s counts training images over whole epochs (the test pass each epoch incl
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
-from plain_loader import plain_loader, timed
+from _common import add_repeats, comparison_parser, timed, write_comparison
+from plain_loader import plain_loader
 from torch import nn
 
 from naspoison.data.datasets import load_dataset
@@ -63,16 +61,12 @@ def plain_fit(model, data, recipe: Recipe, device, workers: int, on_epoch=None) 
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--npz", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--device", default="cpu")
+    ap = comparison_parser()
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--batch", type=int, default=96)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain loop")
-    ap.add_argument("--repeats", type=int, default=2)
+    add_repeats(ap)
     args = ap.parse_args()
     device = torch.device(args.device)
     data = load_dataset({"name": "npz", "path": args.npz})
@@ -90,13 +84,8 @@ def main():
         plain = timed(lambda: plain_fit(network(), data, recipe, device, args.workers), device)
         rows.append({"lean_img_s": n / lean, "plain_img_s": n / plain, "ratio": plain / lean})
         print(f"repeat {r}: lean {n / lean:.0f} img/s, plain {n / plain:.0f} img/s, ratio {plain / lean:.2f}x", flush=True)
-    out = {"args": vars(args), "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "n_train": len(data.x_train), "params": sum(p.numel() for p in network().parameters()), "rows": rows,
-           "median_ratio": float(np.median([r["ratio"] for r in rows]))}
-    if device.type == "cuda":
-        out["gpu"] = torch.cuda.get_device_name(device)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(f"median ratio (plain time / lean time): {out['median_ratio']:.2f}x")
+    write_comparison(args, device, rows, n_train=len(data.x_train),
+                     params=sum(p.numel() for p in network().parameters()))
 
 
 if __name__ == "__main__":
