@@ -3,7 +3,16 @@ holding its config, validation, expansion into trials, collection and report sec
 module and a line here (docs/extending.md)."""
 from __future__ import annotations
 
-from naspoison.families.base import Collected, ExpandContext, Family, FamilyConfig, Step, Trial, walk, walk_store
+from naspoison.families.base import (
+    Collected,
+    ExpandContext,
+    Family,
+    FamilyConfig,
+    Step,
+    Trial,
+    walk,
+    walk_store,
+)
 from naspoison.families.defended_search import DefendedSearch
 from naspoison.families.evas_eval import EvasEval
 from naspoison.families.evas_search import EvasSearch
@@ -13,9 +22,9 @@ from naspoison.families.poisoning import Poisoning
 from naspoison.families.random_baseline import RandomBaseline
 from naspoison.registry import lookup
 
-# expansion order: a trial's cells are computed in this order by one worker, and ``--shard`` deals them out
-FAMILIES: dict[str, Family] = {f.name: f for f in (Poisoning(), RandomBaseline(), OodSearch(), DefendedSearch(),
-                                                   MetricSensitivity(), EvasSearch(), EvasEval())}
+# the papers' order: reports show their tables in it, trials are expanded (and ``--shard`` deals them out) in it
+FAMILIES: dict[str, Family] = {f.name: f for f in (Poisoning(), RandomBaseline(), MetricSensitivity(), OodSearch(),
+                                                   DefendedSearch(), EvasSearch(), EvasEval())}
 
 
 def register(family: Family) -> Family:

@@ -179,6 +179,13 @@ class Family:
         """Report sections (JSON-able) this family contributes, from every family's collected rows."""
         return {}
 
+    #: report section key -> the function turning that section's data into tables (naspoison.report.table)
+    section_tables: ClassVar[dict[str, Callable[[dict], list]]] = {}
+
+    def tables(self, report: dict) -> list:
+        """The tables of this family's sections of ``report``, for every format (naspoison.report.render)."""
+        return [t for key, fn in self.section_tables.items() if key in report for t in fn(report[key])]
+
 
 def unknown(kind: str, name: str, known) -> str:
     """'unknown attack 'x'; did you mean 'y'?' — one wording for every registry name in a suite."""

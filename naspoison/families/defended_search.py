@@ -19,6 +19,7 @@ from naspoison.families.base import (
 )
 from naspoison.families.searching import SearchTrial, accuracy
 from naspoison.nas import ALGORITHMS
+from naspoison.report import defended
 from naspoison.report.defended import defended_section
 from naspoison.sanitize import SANITIZERS
 
@@ -37,6 +38,7 @@ class DefendedSearch(Family):
     Config = DefendedSearchConfig
     doc = DefendedSearchConfig.__doc__
     profile_fields = {"sanitize": (dict[str, dict[str, Any]], dict)}
+    section_tables = {"defended": defended.tables}
 
     def validate(self, config: DefendedSearchConfig, suite) -> list:
         at = ("families", self.name)

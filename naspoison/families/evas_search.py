@@ -28,6 +28,7 @@ from naspoison.families.base import (
     unknown,
 )
 from naspoison.nas.evas import EvasParams
+from naspoison.report import evas
 from naspoison.report.evas import evas_table
 from naspoison.store import content_key
 
@@ -107,6 +108,7 @@ class EvasSearch(Family):
     Config = EvasSearchConfig
     doc = EvasSearchConfig.__doc__
     profile_fields = {"evas": (EvasProfile, EvasProfile)}
+    section_tables = {"evas": evas.tables}
 
     def profile_problems(self, config: EvasSearchConfig, name: str, profile) -> list:
         return evas_profile_problems(name, profile)

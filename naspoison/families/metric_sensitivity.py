@@ -9,7 +9,17 @@ from pydantic import Field
 from naspoison import stages
 from naspoison.analyses.sensitivity import SensitivityParams
 from naspoison.attacks import ATTACKS, NO_ATTACK
-from naspoison.families.base import ExpandContext, Family, FamilyConfig, Step, Steps, Trial, check_fraction, unknown
+from naspoison.families.base import (
+    ExpandContext,
+    Family,
+    FamilyConfig,
+    Step,
+    Steps,
+    Trial,
+    check_fraction,
+    unknown,
+)
+from naspoison.report import sensitivity
 from naspoison.report.sensitivity import sensitivity_section
 
 
@@ -45,6 +55,7 @@ class MetricSensitivity(Family):
     doc = MetricSensitivityConfig.__doc__
 
     profile_fields = {"sensitivity": (SensitivityParams, SensitivityParams)}
+    section_tables = {"sensitivity": sensitivity.tables}
 
     def validate(self, config: MetricSensitivityConfig, suite) -> list:
         at, out = ("families", self.name), []

@@ -14,6 +14,7 @@ from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_n
 from naspoison.families.poisoning import clean_trial
 from naspoison.families.searching import SearchTrial, accuracy
 from naspoison.nas import ALGORITHMS
+from naspoison.report import ood
 from naspoison.report.analysis import TrialAccuracy
 from naspoison.report.ood import ood_section
 
@@ -41,6 +42,7 @@ class OodSearch(Family):
     Config = OodSearchConfig
     doc = OodSearchConfig.__doc__
     profile_fields = {"ood": (OodProfile, OodProfile)}
+    section_tables = {"ood": ood.tables}
 
     def validate(self, config: OodSearchConfig, suite) -> list:
         return check_names(("families", self.name, "algorithms"), config.algorithms, list(ALGORITHMS))

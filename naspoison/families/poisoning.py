@@ -9,6 +9,7 @@ from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_fraction, check_names
 from naspoison.families.searching import SearchTrial, accuracy
 from naspoison.nas import ALGORITHMS
+from naspoison.report import analysis
 from naspoison.report.analysis import TrialAccuracy, analyse
 from naspoison.store import content_key
 
@@ -94,3 +95,8 @@ class Poisoning(Family):
         if not any(t.family in (self.name, "random_baseline") for t in collected.trials):
             return {}
         return analyse(collected.of(self.name), collected.of("random_baseline"))
+
+    def tables(self, report: dict) -> list:
+        # Table 1's data are report.json's top-level keys (its layout before families had sections); a suite
+        # of analyses only has no rows
+        return analysis.tables(report) if "algorithms" in report and report.get("rows") else []

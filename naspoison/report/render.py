@@ -1,5 +1,5 @@
 """Every report format from one list of tables: each section module turns its part of report.json into
-:class:`~naspoison.report.table.Table` s (``SECTIONS``), and one renderer per format writes them, with
+:class:`~naspoison.report.table.Table` s (each family's ``tables``), and one renderer per format writes them, with
 one escaping function per format (``md``, ``tex``; the console takes rich ``Text``, which is never
 parsed as markup).
 
@@ -12,31 +12,15 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
 
-from naspoison.report import analysis, defended, evas, ood, sensitivity
+from naspoison.families import FAMILIES
 from naspoison.report.stats import MARK
 from naspoison.report.table import Entry, Table
 
-# report.json key -> its tables, in the order every format shows them; "poisoning" is the report's
-# top-level keys (the layout report.json has always had), every other section is report[key]
-SECTIONS: dict[str, Callable[[dict], list[Table]]] = {
-    "poisoning": analysis.tables,
-    "evas": evas.tables,
-    "defended": defended.tables,
-    "ood": ood.tables,
-    "sensitivity": sensitivity.tables,
-}
-
-
-def section_data(report: dict, key: str) -> dict | None:
-    if key == "poisoning":  # a suite without the poisoning family (only analyses) has no Table 1
-        return report if "algorithms" in report and report.get("rows") else None
-    return report.get(key)
-
 
 def tables(report: dict) -> list[Table]:
-    return [t for key, fn in SECTIONS.items() if (data := section_data(report, key)) for t in fn(data)]
+    """Every family's tables of ``report``, in the families' order (``Family.tables``)."""
+    return [t for fam in FAMILIES.values() for t in fam.tables(report)]
 
 
 # ----------------------------------------------------------------------------- data formats
