@@ -25,7 +25,7 @@ KINDS = {
     "attack": (attacks.ATTACKS, Attack, ("poison", "params_for_victim"), attacks.get),
     "algorithm": (nas.ALGORITHMS, NASAlgorithm, ("search",), nas.get),
     "sanitizer": (sanitize.SANITIZERS, Sanitizer, ("apply",), sanitize.get),
-    "defense": (defenses.DEFENSES, BackdoorDefense, ("run", "summary"), defenses.get),
+    "defense": (defenses.DEFENSES, BackdoorDefense, ("run", "summary", "aggregate", "columns"), defenses.get),
     "scenario": (scenarios.SCENARIOS, Scenario, ("run",), scenarios.get),
 }
 ENTRIES = [(kind, key, cls) for kind, (registry, *_) in KINDS.items() for key, cls in registry.items()]

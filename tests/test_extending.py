@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from naspoison import attacks, defenses, nas
+from naspoison.defenses import DEFENSES
 from naspoison.data.datasets import load_dataset
 from naspoison.suite import Suite
 from naspoison.suite.expand import expand
@@ -167,6 +168,19 @@ def test_add_a_backdoor_defense(tmp_path, monkeypatch):
     # the images already predicted as the target (the capture counts only the others)
     assert caught["target_capture"] > 0.9
     assert cls.summary(caught) == {"target_capture": caught["target_capture"], "target_flagged": True}
+    # in the report: its own columns in the table it names, next to Neural Cleanse's (every format)
+    from naspoison.report import render
+    from naspoison.report.evas import defense_section, tables
+
+    records = [{"dataset": "digits", "row": "evas", "seed": s, "defense": name, "result": DEFENSES[name].summary(r)}
+               for s, (name, r) in enumerate([(cls.name, caught), (cls.name, quiet), ("strip", {"auroc": 0.75})])]
+    section = defense_section(records)
+    assert section[cls.name][0]["flagged"] == 1 and section[cls.name][0]["n"] == 2
+    [table] = [t for t in tables({"rows": [], "searches": [], "defenses": section}) if cls.table == t.title]
+    assert [c.name for c in table.columns][2:] == ["STRIP AUROC", "corner capture of the target",
+                                                   "corner flags the target"]
+    assert [e.text for e in table.rows[0]][-1] == "1/2"
+    assert "corner flags the target" in render.to_latex({"evas": {"rows": [], "searches": [], "defenses": section}})
 
     s = suite(tmp_path, f"""\
 version: 1
@@ -184,3 +198,49 @@ profiles:
     trials = [t for t in expand(s, "tiny").trials if t.defense == cls.name]
     assert {t.algorithm for t in trials} == {"evas", "resnet18", "random_1"}  # every row of Tables 4-5
     assert all(t.defense_params == cls.Params(samples=50).model_dump() for t in trials)
+
+
+def test_add_a_suite_family(tmp_path):
+    """The family runs end to end through the API: its cells are the poisoning family's clean ones (computed
+    once when both are declared), its row counts the seeds, its parameter count is the network's own."""
+    import naspoison
+    from naspoison.families import FAMILIES, Family
+    from naspoison.store import ResultStore
+
+    assert "architecture_size" not in FAMILIES
+    try:
+        component("Add a suite family", Family)
+        assert "architecture_size" in FAMILIES
+        s = suite(tmp_path, """\
+version: 1
+families:
+  poisoning: {attacks: [none], budgets: [0.1], algorithms: [random]}
+  random_baseline: {algorithm: random}
+  architecture_size: {algorithms: [random]}
+profiles:
+  tiny:
+    seeds: 2
+    dataset: {name: digits, train_size: 300, test_size: 100}
+    train: {epochs: 1, batch_size: 64, init_channels: 4, layers: 3, cutout: 0, drop_path_prob: 0.0}
+""")
+        summary = naspoison.bench(s, "tiny", tmp_path / "store", workers=1, artifacts=tmp_path / "art")
+        assert not summary.failed and summary.computed == {"search": 2, "train": 2}  # shared by all three families
+        report = naspoison.report(s, "tiny", tmp_path / "store", out=tmp_path / "out")
+        [row] = report["architecture_size"]
+        store = ResultStore(tmp_path / "store", read_only=True)
+        trained = [store.load_file(p).result for p in store.iter_files() if p.parent.name == "train"]
+        assert row["n"] == 2 and row["params_m"] == pytest.approx(sum(r["params"] for r in trained) / 2e6)
+        assert row["accuracy"] == pytest.approx(50 * sum(r["test_acc"] for r in trained))
+        # the network's own count: the genotype rebuilt with the recipe (the train cell's spec) and counted here
+        from naspoison.spaces.darts import Genotype
+        from naspoison.train import Recipe, seeded_eval_network
+
+        rec = next(store.load_file(p) for p in store.iter_files() if p.parent.name == "train")
+        net = seeded_eval_network(Genotype.from_dict(rec.spec["params"]["genotype"]), load_dataset(
+            {"name": "digits", "train_size": 300, "test_size": 100}), Recipe.model_validate(rec.spec["params"]["recipe"]), 0)
+        assert rec.result["params"] == sum(p.numel() for n, p in net.named_parameters() if "auxiliary" not in n)
+        md = (tmp_path / "out" / "report.md").read_text()
+        assert "Size of what each algorithm finds" in md and "Size of what each algorithm finds" in \
+            (tmp_path / "out" / "report.tex").read_text()
+    finally:
+        FAMILIES.pop("architecture_size", None)
