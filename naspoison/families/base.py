@@ -12,8 +12,14 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
+from naspoison.attacks import ATTACKS
+from naspoison.nas import ALGORITHMS
 from naspoison.params import StrictParams
 from naspoison.registry import did_you_mean
+from naspoison.store import content_key
+from naspoison.suite.yamlio import validation_problems
 
 Problem = tuple[tuple, str]  # (location in the suite file, message)
 # grid bounds: far above any real profile (the paper runs 10 seeds, 900 study cells), low enough that a typo
@@ -94,8 +100,6 @@ def walk(trial: Trial, result_of: Callable[[Step], dict | None]) -> list[tuple[S
 def walk_store(trial: Trial, store) -> list[tuple[Step, dict | None]]:
     """``trial``'s cells with their stored results (None: not stored; the walk ends where a missing result is
     needed). Reads without verifying twice what the store verifies on every get."""
-    from naspoison.store import content_key
-
     def stored(step: Step) -> dict | None:
         rec = store.get(step.stage, content_key(step.spec))
         return None if rec is None else rec.result
@@ -115,13 +119,9 @@ class ExpandContext:
     skipped: list[str]
 
     def algorithm_params(self, name: str) -> dict:
-        from naspoison.nas import ALGORITHMS
-
         return ALGORITHMS[name].Params.model_validate(self.profile.algorithms.get(name, {})).model_dump()
 
     def attack_params(self, name: str) -> dict:
-        from naspoison.attacks import ATTACKS
-
         return ATTACKS[name].Params.model_validate(self.profile.attacks.get(name, {})).model_dump()
 
     def skip(self, reason: str) -> None:
@@ -210,10 +210,6 @@ def check_fraction(at: tuple, value: float, what: str = "budget") -> list[Proble
 
 def params_problems(at: tuple, model, params: dict) -> list[Problem]:
     """A component's parameters as a profile sets them, validated by its Params model."""
-    from pydantic import ValidationError
-
-    from naspoison.suite.yamlio import validation_problems
-
     try:
         model.model_validate(params)
     except ValidationError as e:
