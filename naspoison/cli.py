@@ -422,7 +422,8 @@ def _bench_parser(sub) -> None:
     b = _command(sub, "bench", help="run (or --plan, --check) a profile of a suite")
     b.add_argument("suite", help="the suite file (YAML), e.g. suite.yaml")
     b.add_argument("--profile", default="demo", help="which profile of the suite (default: demo)")
-    b.add_argument("--only", help="filter trials, e.g. 'attack=gaussian_noise|none,seed=0'")
+    b.add_argument("--only", help="filter trials: comma-separated field=glob terms (fields family, row or attack, budget, "
+                                  "algorithm, seed; | for alternatives), e.g. 'attack=gaussian_noise|none,seed=0'")
     b.add_argument("--plan", action="store_true", help="show cells to run, cached, reused and estimated cost")
     b.add_argument("--check", action="store_true", help="compute nothing; fail on missing/corrupt cells or a changed report")
     b.add_argument("--shard", help="i/N: run only every N-th trial from the i-th")
