@@ -73,9 +73,9 @@ class DefendedSearch(Family):
         for countermeasure, attacks in config.defenses.items():
             cls = SANITIZERS[countermeasure]
             params = cls.Params.model_validate(ctx.profile.sanitize.get(countermeasure, {}))
-            if countermeasure == "diffusion_denoise" and params.model is None:
-                ctx.skip(f"{countermeasure}: this profile names no denoiser model (sanitize.{countermeasure}.model), "
-                         "so it has no rows")
+            why = cls.unavailable(params)
+            if why:
+                ctx.skip(f"{countermeasure}: {why}, so it has no rows")
                 continue
             for attack in attacks:
                 poison = stages.poison_spec(ctx.dataset, attack, config.budget, ctx.attack_params(attack),

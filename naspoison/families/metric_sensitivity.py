@@ -53,7 +53,6 @@ class MetricSensitivity(Family):
     name = "metric_sensitivity"
     Config = MetricSensitivityConfig
     doc = MetricSensitivityConfig.__doc__
-
     profile_fields = {"sensitivity": (SensitivityParams, SensitivityParams)}
     section_tables = {"sensitivity": sensitivity.tables}
 

@@ -12,10 +12,9 @@ from naspoison import stages
 from naspoison.data.datasets import DATASETS, DatasetSpec
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_names, unknown
 from naspoison.families.poisoning import clean_trial
-from naspoison.families.searching import SearchTrial, accuracy
+from naspoison.families.searching import SearchTrial, accuracy_rows
 from naspoison.nas import ALGORITHMS
 from naspoison.report import ood
-from naspoison.report.analysis import TrialAccuracy
 from naspoison.report.ood import ood_section
 
 
@@ -78,9 +77,7 @@ class OodSearch(Family):
         return out
 
     def collect(self, trial: SearchTrial, cells):
-        acc = accuracy(cells)
-        if acc is not None:
-            yield TrialAccuracy(trial.row, trial.budget, trial.algorithm, trial.seed, acc)
+        return accuracy_rows(trial, cells)
 
     def sections(self, collected) -> dict:
         rows = collected.of(self.name)

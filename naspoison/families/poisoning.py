@@ -7,10 +7,10 @@ from pydantic import Field
 from naspoison import stages
 from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_fraction, check_names
-from naspoison.families.searching import SearchTrial, accuracy
+from naspoison.families.searching import SearchTrial, accuracy_rows
 from naspoison.nas import ALGORITHMS
 from naspoison.report import analysis
-from naspoison.report.analysis import TrialAccuracy, analyse
+from naspoison.report.analysis import analyse
 from naspoison.store import content_key
 
 
@@ -87,9 +87,7 @@ class Poisoning(Family):
         return out
 
     def collect(self, trial: SearchTrial, cells):
-        acc = accuracy(cells)
-        if acc is not None:
-            yield TrialAccuracy(trial.row, trial.budget, trial.algorithm, trial.seed, acc)
+        return accuracy_rows(trial, cells)
 
     def sections(self, collected) -> dict:
         if not any(t.family in (self.name, "random_baseline") for t in collected.trials):

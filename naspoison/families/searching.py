@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from naspoison import stages
 from naspoison.families.base import Step, Steps, Trial
+from naspoison.report.analysis import TrialAccuracy
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,13 @@ class SearchTrial(Trial):
         if found is None:
             return
         yield Step(stages.train_spec(found["genotype"], self.recipe, ds, self.seed), ds)
+
+
+def accuracy_rows(trial: SearchTrial, cells):
+    """The trial's row of a Welch-tested accuracy table (poisoning, OOD search), once its train cell is stored."""
+    acc = accuracy(cells)
+    if acc is not None:
+        yield TrialAccuracy(trial.row, trial.budget, trial.algorithm, trial.seed, acc)
 
 
 def accuracy(cells) -> float | None:

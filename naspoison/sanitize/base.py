@@ -58,6 +58,12 @@ class Sanitizer:
     discards_labels: ClassVar[bool] = False
     """True: its output does not depend on the labels it is given, so label-flip rows share the clean cell."""
 
+    @staticmethod
+    def unavailable(params: StrictParams) -> str | None:
+        """Why it cannot run with ``params`` on this install (a missing model), or None: a suite then has no
+        rows for it, and says why, instead of failing every cell."""
+        return None
+
     def apply(self, data: ImageData, params: StrictParams, seed: int, device="cpu",
               log: Callable[[str], None] | None = None, clean_labels: np.ndarray | None = None) -> Sanitized:
         """Sanitize the training (and held-out) set; ``clean_labels`` only to *score* it (e.g. purity)."""

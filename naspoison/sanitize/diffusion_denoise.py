@@ -84,6 +84,12 @@ class DiffusionDenoise(Sanitizer):
     Params = DiffusionDenoiseParams
     discards_labels = False
 
+    @staticmethod
+    def unavailable(params: DiffusionDenoiseParams) -> str | None:
+        if params.model is None:
+            return "this profile names no denoiser model (sanitize.diffusion_denoise.model)"
+        return None
+
     def apply(self, data: ImageData, params: DiffusionDenoiseParams, seed: int, device="cpu",
               log: Callable[[str], None] | None = None, clean_labels: np.ndarray | None = None) -> Sanitized:
         log = log or (lambda m: None)

@@ -14,9 +14,10 @@ from naspoison.store import content_key
 VERSION = "1"
 
 
-def sanitize_spec(defense: str, params: dict, dataset: dict, seed: int, poison: dict | None) -> dict:
-    """A countermeasure applied to a (possibly poisoned) training set before the search."""
-    return _spec("sanitize", VERSION, {"defense": defense, "defense_params": params,
+def sanitize_spec(countermeasure: str, params: dict, dataset: dict, seed: int, poison: dict | None) -> dict:
+    """A countermeasure applied to a (possibly poisoned) training set before the search (its key names it
+    ``defense``, the field's name since the stage shipped)."""
+    return _spec("sanitize", VERSION, {"defense": countermeasure, "defense_params": params,
                                        "dataset": dataset_identity(dataset), "seed": seed},
                  {"poison": key_of(poison)})
 
