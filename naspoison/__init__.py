@@ -13,10 +13,10 @@ import types
 
 __version__ = "0.1.0"
 
-_API = ("bench", "report", "check", "plan", "load_dataset", "compute_metrics", "train_genotype", "UsageError")
+_API = ("bench", "report", "check", "plan", "gc", "load_dataset", "compute_metrics", "train_genotype", "UsageError")
 _MODULES = ("attacks", "nas", "api")
 
-__all__ = ["UsageError", "__version__", "api", "attacks", "bench", "check", "compute_metrics", "load_dataset", "nas",
+__all__ = ["UsageError", "__version__", "api", "attacks", "bench", "check", "compute_metrics", "gc", "load_dataset", "nas",
            "plan", "report", "train_genotype"]
 
 

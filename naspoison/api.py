@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from naspoison.report.assemble import assemble, write
 from naspoison.store import ArtifactCache, ResultStore, canonical_json
 
 if TYPE_CHECKING:
     from naspoison.run.executor import RunSummary
     from naspoison.run.plan import Plan
-    from naspoison.store.maintenance import Collected
+    from naspoison.store.maintenance import GcResult
     from naspoison.suite import Suite
 
 Progress = Callable[[dict], None]  # run events: {"kind": "begin"|"start"|"done"|"failed"|"trial"|"log"|"note", ...}
@@ -205,8 +207,11 @@ def _bench_submitit(sel: Selection, store: ResultStore, artifacts, emit: Progres
 
     resources = sel.suite.profile(sel.profile).slurm
     signal_delay = overrides.get("signal_delay_s")
-    resources = resources.model_copy(update={k: v for k, v in overrides.items()
-                                             if v is not None and k != "signal_delay_s"}).model_dump()
+    try:  # validated like the suite's own block: a mistyped override is an error, not a silent sbatch option
+        resources = type(resources).model_validate({**resources.model_dump(), **{
+            k: v for k, v in overrides.items() if v is not None and k != "signal_delay_s"}}).model_dump()
+    except ValidationError as e:
+        raise UsageError(f"slurm settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
     if signal_delay is not None:
         resources["signal_delay_s"] = signal_delay
     missing = [t for t in sel.trials if not slurm.stored(t, store)]
@@ -301,7 +306,7 @@ def check(suite: str | Path | Suite, profile: str = "demo", store: str | Path = 
 
 
 def gc(store: str | Path = "cache", *, artifacts: str | Path | None = None, dry_run: bool = False,
-       suite: str | Path | Suite | None = None) -> Collected:
+       suite: str | Path | Suite | None = None) -> GcResult:
     """Remove leftovers from ``store`` (``dry_run``: list them); with ``suite``, also list the results no profile
     of it references (never removed)."""
     from naspoison.store import maintenance

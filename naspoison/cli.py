@@ -216,26 +216,21 @@ def _key_list(raw: str | None) -> set[str] | None:
 
 def _verify_recompute(args) -> int:
     """verify --recompute N: the logic is in naspoison.run.recompute."""
-    import os
-
     from naspoison import stages
-    from naspoison.run import cell, recompute
+    from naspoison.run import recompute
 
     if args.recompute < 1:
         raise UsageError("--recompute N needs N >= 1")
-    if args.cell_threads is not None:
-        if args.cell_threads < 1:
-            raise UsageError("--cell-threads must be at least 1")
-        os.environ[cell.THREADS_ENV] = str(args.cell_threads)
     trials = _load(args).trials
     store = ResultStore(args.store, read_only=True)
     wanted = {s.strip() for s in args.stages.split(",")} if args.stages else None
     if wanted and not wanted <= set(stages.VERSIONS):
         raise UsageError(f"--stages {args.stages!r}: stages are {', '.join(sorted(stages.VERSIONS))}")
-    outcomes, skipped = recompute.recompute(trials, store, args.recompute, device=args.device, sample=args.sample,
-                                            seed=args.seed, stages=wanted, exact=args.exact, rtol=args.rtol,
-                                            atol=args.atol, scratch=args.scratch, keep=bool(args.scratch),
-                                            only_keys=_key_list(args.keys))
+    with api.cell_settings(cell_threads=args.cell_threads):  # restored afterwards, as for bench
+        outcomes, skipped = recompute.recompute(trials, store, args.recompute, device=args.device, sample=args.sample,
+                                                seed=args.seed, stages=wanted, exact=args.exact, rtol=args.rtol,
+                                                atol=args.atol, scratch=args.scratch, keep=bool(args.scratch),
+                                                only_keys=_key_list(args.keys))
     bad = [o for o in outcomes if not o.ok]
     counts = {v: sum(o.verdict == v for o in outcomes) for v in ("identical", "within tolerance", "DIFFERS", "FAILED")}
     print(f"verify --recompute: {len(outcomes)} cells recomputed: " + ", ".join(f"{v} {k}" for k, v in counts.items())

@@ -129,3 +129,53 @@ def test_only_accepts_row_as_the_name_of_what_attack_used_to_name():
     assert ood and all(t.search_dataset is not None for t in ood)  # an OOD row is a search source, not an attack
     assert list(itertools.chain(select(trials, "family=ood_search,row=" + ood[0].row))) == \
         [t for t in ood if t.row == ood[0].row]
+
+
+def test_a_corrupt_record_counts_as_missing_when_walking_the_store(tmp_path):
+    """SLURM's "already stored" and verify --recompute walk trials through the store: a damaged cell is one to
+    compute again (verify names it), not a traceback."""
+    from naspoison.families import walk_store
+    from naspoison.run.executor import is_complete
+    from naspoison.store import ResultStore
+
+    trial = next(t for t in expand(Suite(ROOT / "suite.yaml"), "demo").trials if t.family == "random_baseline")
+    store = ResultStore(tmp_path / "store")
+    search = trial.search
+    store.put(search, {"genotype": {"normal": [], "normal_concat": [], "reduce": [], "reduce_concat": []}}, {})
+    path = next(store.iter_files())
+    path.write_text(path.read_text().replace('"genotype"', '"genotypf"'))  # damaged after the digest was taken
+    assert [r for _, r in walk_store(trial, store)] == [None]
+    assert not is_complete(trial, store)
+
+
+def test_two_families_writing_one_report_section_is_an_error():
+    from naspoison.families import Collected
+    from naspoison.report.assemble import assemble
+
+    class Clash(_Toy):
+        name = "clash"
+
+        def sections(self, collected: Collected) -> dict:
+            return {"rows": []}  # the poisoning table's key
+
+    register(Clash())
+    try:
+        trial = expand(Suite(ROOT / "suite.yaml"), "demo").trials[0]
+
+        class Empty:
+            def get(self, stage, key):
+                return None
+
+        with pytest.raises(ValueError, match="clash writes report sections another family wrote"):
+            assemble([trial], Empty())
+    finally:
+        del FAMILIES["clash"]
+
+
+def test_an_ood_row_of_a_report_from_before_the_source_field_matches_its_new_form():
+    from naspoison.report.compare import _row_id
+
+    old = {"attack": "photo_patches", "budget": None, "algorithm": "tenas", "search_dataset": "photo_patches"}
+    new = {"source": "photo_patches", "in_distribution": False, "budget": None, "algorithm": "tenas"}
+    assert _row_id("ood", old) == _row_id("ood", new)
+    assert _row_id("ood", {**new, "source": "mnist"}) != _row_id("ood", new)

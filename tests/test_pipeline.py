@@ -360,7 +360,7 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
     import json
 
     from naspoison.families import walk_store
-    from naspoison.families.evas_search import backdoor_spec
+    from naspoison.families.evas_search import trial_backdoor_spec
     from naspoison.spaces import nb201
     from naspoison.store import ResultStore, content_key
     from naspoison.suite.expand import expand
@@ -381,7 +381,7 @@ def test_evas_families_run_cache_check_and_report(tmp_path):
             in first.stdout), first.stdout
     assert len(search["history"]) == 4 + 4 and search["scores_computed"] == search["distinct_archs"]
     evas_row = next(t for t in trials if t.family == "evas_eval" and t.algorithm == "evas")
-    spec = backdoor_spec(search["arch"], evas_row)
+    spec = trial_backdoor_spec(search["arch"], evas_row)
     assert spec["params"]["arch"] == search["arch"] and spec["upstream"]["evas_search"] == content_key(trials[0].search)
     report = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text())
     rows = report["evas"]["rows"]

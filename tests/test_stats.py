@@ -86,7 +86,7 @@ def test_csv_of_trials_reproduces_the_same_report(tmp_path):
         w = csv.writer(f)
         w.writerow(["attack", "budget", "algorithm", "seed", "accuracy"])
         for t in trials:
-            w.writerow([t.attack, "" if t.budget is None else t.budget, t.algorithm, t.seed, repr(t.accuracy)])
+            w.writerow([t.row, "" if t.budget is None else t.budget, t.algorithm, t.seed, repr(t.accuracy)])
         for i in range(10):
             w.writerow(["random_baseline", "", "random", i, 96.73])
     got_trials, baseline = read_trials_csv(path)
@@ -121,8 +121,8 @@ def test_a_run_where_no_attack_moves_anything_says_so():
 
     paper = analyse(_paper_trials(), [96.73] * 10)
     assert not any("No attack significantly lowered" in n for n in footnotes(paper))
-    clean = {(t.algorithm, t.seed): t.accuracy for t in _paper_trials() if t.attack == "none"}
-    flat = [TrialAccuracy(t.attack, t.budget, t.algorithm, t.seed, clean[t.algorithm, t.seed]) for t in _paper_trials()]
+    clean = {(t.algorithm, t.seed): t.accuracy for t in _paper_trials() if t.row == "none"}
+    flat = [TrialAccuracy(t.row, t.budget, t.algorithm, t.seed, clean[t.algorithm, t.seed]) for t in _paper_trials()]
     report = analyse(flat, [96.73] * 10)
     n_tests = sum(c["n_tests"] for c in report["corrections"].values())
     assert n_tests == 12 + 12 + 6

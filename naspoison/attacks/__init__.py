@@ -9,13 +9,8 @@ from naspoison.attacks.nas_gradient_canceling import NASGradientCanceling
 from naspoison.attacks.random_label_flip import RandomLabelFlip
 from naspoison.registry import lookup
 
-ATTACKS: dict[str, type[Attack]] = {
-    "random_label_flip": RandomLabelFlip,
-    "confidence_label_flip": ConfidenceLabelFlip,
-    "gaussian_noise": GaussianNoise,
-    "gradient_canceling": GradientCanceling,
-    "nas_gradient_canceling": NASGradientCanceling,
-}
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (
+    RandomLabelFlip, ConfidenceLabelFlip, GaussianNoise, GradientCanceling, NASGradientCanceling)}
 NO_ATTACK = "none"  # the clean row of every poisoning table
 
 

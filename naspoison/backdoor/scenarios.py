@@ -182,11 +182,7 @@ class PoisonedFinetune(Scenario):
         return {"curves": out["curves"], "n_poisoned": len(idx)}
 
 
-SCENARIOS: dict[str, type[Scenario]] = {
-    "finetune_clean": FinetuneClean,
-    "retrain": Retrain,
-    "poisoned_finetune": PoisonedFinetune,
-}
+SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (FinetuneClean, Retrain, PoisonedFinetune)}
 
 
 def get(name: str) -> type[Scenario]:

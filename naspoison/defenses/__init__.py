@@ -10,11 +10,7 @@ from naspoison.defenses.neural_cleanse import NeuralCleanse, anomaly_index, medi
 from naspoison.defenses.strip import Strip
 from naspoison.registry import lookup
 
-DEFENSES: dict[str, type[BackdoorDefense]] = {
-    "neural_cleanse": NeuralCleanse,
-    "strip": Strip,
-    "fine_pruning": FinePruning,
-}
+DEFENSES: dict[str, type[BackdoorDefense]] = {cls.name: cls for cls in (NeuralCleanse, Strip, FinePruning)}
 
 
 def get(name: str) -> type[BackdoorDefense]:

@@ -14,8 +14,8 @@ from naspoison.families.base import (
     walk_store,
 )
 from naspoison.families.defended_search import DefendedSearch
-from naspoison.families.evas_eval import EvasEval
-from naspoison.families.evas_search import EvasSearch
+from naspoison.families.evas_eval import EvasEvalFamily
+from naspoison.families.evas_search import EvasSearchFamily
 from naspoison.families.metric_sensitivity import MetricSensitivity
 from naspoison.families.ood_search import OodSearch
 from naspoison.families.poisoning import Poisoning
@@ -24,7 +24,7 @@ from naspoison.registry import lookup
 
 # the papers' order: reports show their tables in it, trials are expanded (and ``--shard`` deals them out) in it
 FAMILIES: dict[str, Family] = {f.name: f for f in (Poisoning(), RandomBaseline(), MetricSensitivity(), OodSearch(),
-                                                   DefendedSearch(), EvasSearch(), EvasEval())}
+                                                   DefendedSearch(), EvasSearchFamily(), EvasEvalFamily())}
 
 
 def register(family: Family) -> Family:

@@ -18,7 +18,7 @@ from naspoison.attacks import ATTACKS
 from naspoison.nas import ALGORITHMS
 from naspoison.params import StrictParams
 from naspoison.registry import did_you_mean
-from naspoison.store import content_key
+from naspoison.store import CorruptRecord, content_key
 from naspoison.suite.yamlio import validation_problems
 
 Problem = tuple[tuple, str]  # (location in the suite file, message)
@@ -98,10 +98,14 @@ def walk(trial: Trial, result_of: Callable[[Step], dict | None]) -> list[tuple[S
 
 
 def walk_store(trial: Trial, store) -> list[tuple[Step, dict | None]]:
-    """``trial``'s cells with their stored results (None: not stored; the walk ends where a missing result is
-    needed). Reads without verifying twice what the store verifies on every get."""
+    """``trial``'s cells with their stored results (None: not stored, or a corrupt record, which counts as
+    missing here and which ``naspoison verify`` reports; the walk ends where a missing result is needed)."""
+
     def stored(step: Step) -> dict | None:
-        rec = store.get(step.stage, content_key(step.spec))
+        try:
+            rec = store.get(step.stage, content_key(step.spec))
+        except CorruptRecord:
+            return None
         return None if rec is None else rec.result
 
     return walk(trial, stored)
@@ -152,11 +156,16 @@ class Family:
     doc: ClassVar[str] = ""
     #: blocks this family adds to every profile: field name -> (type, default factory)
     profile_fields: ClassVar[dict[str, tuple[Any, Callable[[], Any]]]] = {}
-    #: other families a suite must declare with this one
-    needs: ClassVar[tuple[str, ...]] = ()
+    #: other families a suite must declare with this one: name -> why
+    needs: ClassVar[dict[str, str]] = {}
 
     def validate(self, config: FamilyConfig, suite: Any) -> list[Problem]:
         """Names, values and combinations pydantic cannot check; locations relative to the suite's top."""
+        return []
+
+    def profile_datasets(self, profile: Any) -> list[tuple[tuple, Any]]:
+        """(location under the profile, DatasetSpec) of every dataset its profile blocks name: their paths are
+        resolved against the suite file and a user's .npz is checked and content-hashed before anything runs."""
         return []
 
     def profile_problems(self, config: FamilyConfig | None, name: str, profile: Any) -> list[Problem]:

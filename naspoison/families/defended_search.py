@@ -17,10 +17,9 @@ from naspoison.families.base import (
     params_problems,
     unknown,
 )
-from naspoison.families.searching import SearchTrial, accuracy
+from naspoison.families.search_trial import SearchTrial, accuracy
 from naspoison.nas import ALGORITHMS
 from naspoison.report import defended
-from naspoison.report.defended import defended_section
 from naspoison.sanitize import SANITIZERS
 
 
@@ -106,4 +105,4 @@ class DefendedSearch(Family):
         rows = collected.of(self.name)
         if not rows:
             return {}
-        return {"defended": defended_section(rows, collected.of("poisoning"), collected.of("random_baseline"))}
+        return {"defended": defended.defended_section(rows, collected.of("poisoning"), collected.of("random_baseline"))}

@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from naspoison import stages
+from naspoison.attacks import NO_ATTACK
 from naspoison.backdoor.evaluate import RESNET18
 from naspoison.backdoor.scenarios import SCENARIOS
 from naspoison.defenses import DEFENSES
@@ -20,9 +21,10 @@ from naspoison.families.base import (
     Step,
     Steps,
     Trial,
+    check_fraction,
     check_names,
 )
-from naspoison.families.evas_search import EvasTrial, backdoor_spec, search_spec
+from naspoison.families.evas_search import EvasTrial, seed_search_spec, trial_backdoor_spec
 from naspoison.nas.evas import ScoreSetting, conv_enumeration, landscape_archs
 from naspoison.spaces import nb201
 
@@ -65,7 +67,7 @@ class ScoreStudyTrial(Trial):
     def steps(self) -> Steps:
         if self.study == "sample":
             yield self._score(self.arch)
-            yield Step(backdoor_spec(self.arch, self), self.dataset)
+            yield Step(trial_backdoor_spec(self.arch, self), self.dataset)
             return
         found = yield Step(self.search, self.dataset)
         if found is None:
@@ -76,14 +78,14 @@ class ScoreStudyTrial(Trial):
             return
         for a in conv_enumeration(found["arch"]):
             yield self._score(a)
-            yield Step(backdoor_spec(a, self), self.dataset)
+            yield Step(trial_backdoor_spec(a, self), self.dataset)
 
 
-class EvasEval(Family):
+class EvasEvalFamily(Family):
     name = "evas_eval"
     Config = EvasEvalConfig
     doc = EvasEvalConfig.__doc__
-    needs = ("evas_search",)
+    needs = {"evas_search": "its first row is the found cell"}
 
     def validate(self, config: EvasEvalConfig, suite) -> list:
         at, out = ("families", self.name), []
@@ -101,13 +103,12 @@ class EvasEval(Family):
                 out.append((at + ("landscape_edges",),
                             f"needs two different NB201 edges [from, to] out of {[list(x) for x in nb201.EDGES]}"))
         for i, f in enumerate(config.poison_fractions):
-            if not 0 < f <= 1:
-                out.append((at + ("poison_fractions", i), f"fraction {f} is outside (0, 1]"))
+            out += check_fraction(at + ("poison_fractions", i), f, "fraction")
         return out
 
     def expand(self, config: EvasEvalConfig, ctx: ExpandContext) -> list[Trial]:
         ev, dataset = ctx.profile.evas, ctx.dataset
-        found = search_spec(ctx, 0)
+        found = seed_search_spec(ctx, 0)
         recipe, generator = ev.model.model_dump(), ev.generator.model_dump()
         rng = np.random.default_rng([config.random_seed, 0x201])
         rows = [("evas", found, None)] + [(b, None, b) for b in config.baselines]
@@ -119,9 +120,9 @@ class EvasEval(Family):
         eval_sets = [d.model_dump() for d in ev.datasets] if ev.datasets else [dataset]
         seeds = range(ev.seeds or ctx.profile.seeds)
 
-        def trial(ds, name, search, arch, seed, **kw) -> EvasTrial:
-            return EvasTrial(self.name, kw.get("scenario") or kw.get("defense") or "none", kw.pop("fraction", None),
-                             name, seed, ds, search=search, arch=arch, recipe=recipe, generator=generator,
+        def trial(ds, name, search, arch, seed, fraction=None, **kw) -> EvasTrial:
+            return EvasTrial(self.name, kw.get("scenario") or kw.get("defense") or NO_ATTACK, fraction, name, seed, ds,
+                             search=search, arch=arch, recipe=recipe, generator=generator,
                              search_dataset=dataset if search else None, **kw)
 
         out: list[Trial] = [trial(ds, name, search, arch, seed, scenario=scenario, fraction=fraction,
@@ -136,7 +137,7 @@ class EvasEval(Family):
         # the score study (Evas Figure 2, Figure 5, appendix A.3): seed 0 only, like the paper's single runs
         setting = ev.search.model_dump(include=set(ScoreSetting.model_fields) - {"chunk"})
         def study(name, kind, **kw) -> ScoreStudyTrial:
-            return ScoreStudyTrial(self.name, "none", None, name, 0, dataset, study=kind, score_setting=setting,
+            return ScoreStudyTrial(self.name, NO_ATTACK, None, name, 0, dataset, study=kind, score_setting=setting,
                                    recipe=recipe, generator=generator, **kw)
 
         draw = np.random.default_rng([config.random_seed, 0x57D])

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from naspoison import stages
+from naspoison.attacks import NO_ATTACK
 from naspoison.backdoor import VARIANTS
 from naspoison.backdoor.attack import GeneratorRecipe
 from naspoison.backdoor.evaluate import ModelRecipe
@@ -29,7 +30,6 @@ from naspoison.families.base import (
 )
 from naspoison.nas.evas import EvasParams
 from naspoison.report import evas
-from naspoison.report.evas import evas_table
 from naspoison.store import content_key
 
 
@@ -92,7 +92,7 @@ class EvasTrial(Trial):
             if found is None:
                 return
             arch = found["arch"]
-        backdoor = backdoor_spec(arch, self)
+        backdoor = trial_backdoor_spec(arch, self)
         yield Step(backdoor, self.dataset)
         if self.defense is not None:
             yield Step(stages.defense_spec(self.defense, self.defense_params, backdoor), self.dataset,
@@ -103,20 +103,23 @@ class EvasTrial(Trial):
                        self.dataset, {"backdoor": backdoor})
 
 
-class EvasSearch(Family):
+class EvasSearchFamily(Family):
     name = "evas_search"
     Config = EvasSearchConfig
     doc = EvasSearchConfig.__doc__
     profile_fields = {"evas": (EvasProfile, EvasProfile)}
     section_tables = {"evas": evas.tables}
 
+    def profile_datasets(self, profile) -> list:
+        return [(("evas", "datasets", i), d) for i, d in enumerate(profile.evas.datasets or [])]
+
     def profile_problems(self, config: EvasSearchConfig, name: str, profile) -> list:
         return evas_profile_problems(name, profile)
 
     def expand(self, config: EvasSearchConfig, ctx: ExpandContext) -> list[EvasTrial]:
-        return [EvasTrial(self.name, "none", None, "evas", s, ctx.dataset, search=spec,
+        return [EvasTrial(self.name, NO_ATTACK, None, "evas", s, ctx.dataset, search=spec,
                           recipe=ctx.profile.evas.model.model_dump(), generator=ctx.profile.evas.generator.model_dump())
-                for s, spec in enumerate(search_spec(ctx, s) for s in range(config.search_seeds))]
+                for s, spec in enumerate(seed_search_spec(ctx, s) for s in range(config.search_seeds))]
 
     def collect(self, trial: EvasTrial, cells):
         step, found = cells[0]
@@ -136,15 +139,15 @@ class EvasSearch(Family):
                 study.setdefault(row[0], []).extend(row[1])
             else:
                 kinds[kind].append(row)
-        return {"evas": evas_table(kinds["row"], found, study, kinds["defense"])}
+        return {"evas": evas.evas_table(kinds["row"], found, study, kinds["defense"])}
 
 
-def search_spec(ctx: ExpandContext, seed: int) -> dict:
+def seed_search_spec(ctx: ExpandContext, seed: int) -> dict:
     """The Evas search cell of one search seed (evas_eval reads seed 0's)."""
     return stages.evas_search_spec(ctx.profile.evas.search.model_dump(), ctx.dataset, seed)
 
 
-def backdoor_spec(arch: str, trial) -> dict:
+def trial_backdoor_spec(arch: str, trial) -> dict:
     """The backdoor cell of ``arch`` for an Evas trial (its recipe, generator, dataset and seed): trained clean,
     then its trigger generator; a cell found by a search also names that search."""
     return stages.backdoor_spec(arch, trial.recipe, trial.generator, trial.dataset, trial.seed,

@@ -20,7 +20,6 @@ from naspoison.families.base import (
     unknown,
 )
 from naspoison.report import sensitivity
-from naspoison.report.sensitivity import sensitivity_section
 
 
 class MetricSensitivityConfig(FamilyConfig):
@@ -87,4 +86,4 @@ class MetricSensitivity(Family):
 
     def sections(self, collected) -> dict:
         rows = collected.of(self.name)
-        return {"sensitivity": sensitivity_section(rows)} if rows else {}
+        return {"sensitivity": sensitivity.sensitivity_section(rows)} if rows else {}

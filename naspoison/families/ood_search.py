@@ -12,10 +12,9 @@ from naspoison import stages
 from naspoison.data.datasets import DATASETS, DatasetSpec
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_names, unknown
 from naspoison.families.poisoning import clean_trial
-from naspoison.families.searching import SearchTrial, accuracy_rows
+from naspoison.families.search_trial import SearchTrial, accuracy_rows
 from naspoison.nas import ALGORITHMS
 from naspoison.report import ood
-from naspoison.report.ood import ood_section
 
 
 class OodSearchConfig(FamilyConfig):
@@ -46,6 +45,9 @@ class OodSearch(Family):
     def validate(self, config: OodSearchConfig, suite) -> list:
         return check_names(("families", self.name, "algorithms"), config.algorithms, list(ALGORITHMS))
 
+    def profile_datasets(self, profile) -> list:
+        return [(("ood", "datasets", i), d) for i, d in enumerate(profile.ood.datasets)]
+
     def profile_problems(self, config: OodSearchConfig, name: str, profile) -> list:
         if config is None:  # the block is only read when the family is declared
             return []
@@ -65,12 +67,12 @@ class OodSearch(Family):
         return set(), set(config.algorithms)
 
     def expand(self, config: OodSearchConfig, ctx: ExpandContext) -> list[SearchTrial]:
-        ood, out = ctx.profile.ood, []
+        sources, out = ctx.profile.ood, []
         for alg in config.algorithms:
             for seed in ctx.seeds:
                 out.append(replace(clean_trial(ctx, alg, seed), family=self.name))
-                for ds in ood.datasets:
-                    sds = {**ds.model_dump(), "resize": ood.shape or ds.resize}
+                for ds in sources.datasets:
+                    sds = {**ds.model_dump(), "resize": sources.shape or ds.resize}
                     out.append(SearchTrial(self.name, source_name(ds), None, alg, seed, ctx.dataset,
                                            search=stages.search_spec(alg, ctx.algorithm_params(alg), sds, seed, None),
                                            recipe=ctx.recipe, search_dataset=sds))
@@ -84,4 +86,4 @@ class OodSearch(Family):
         if not rows:
             return {}
         target = next(DatasetSpec.model_validate(t.dataset) for t in collected.trials if t.family == self.name)
-        return {"ood": ood_section(rows, collected.of("random_baseline"), source_name(target))}
+        return {"ood": ood.ood_section(rows, collected.of("random_baseline"), source_name(target))}

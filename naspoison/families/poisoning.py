@@ -7,10 +7,9 @@ from pydantic import Field
 from naspoison import stages
 from naspoison.attacks import ATTACKS, NO_ATTACK
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_fraction, check_names
-from naspoison.families.searching import SearchTrial, accuracy_rows
+from naspoison.families.search_trial import SearchTrial, accuracy_rows
 from naspoison.nas import ALGORITHMS
 from naspoison.report import analysis
-from naspoison.report.analysis import analyse
 from naspoison.store import content_key
 
 
@@ -92,7 +91,7 @@ class Poisoning(Family):
     def sections(self, collected) -> dict:
         if not any(t.family in (self.name, "random_baseline") for t in collected.trials):
             return {}
-        return analyse(collected.of(self.name), collected.of("random_baseline"))
+        return analysis.analyse(collected.of(self.name), collected.of("random_baseline"))
 
     def tables(self, report: dict) -> list:
         # Table 1's data are report.json's top-level keys (its layout before families had sections); a suite

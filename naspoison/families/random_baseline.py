@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from naspoison.families.base import ExpandContext, Family, FamilyConfig, unknown
 from naspoison.families.poisoning import clean_trial
-from naspoison.families.searching import SearchTrial, accuracy
+from naspoison.families.search_trial import SearchTrial, accuracy
 from naspoison.nas import ALGORITHMS
 
 

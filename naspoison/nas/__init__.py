@@ -10,12 +10,7 @@ from naspoison.nas.robot import RoBoT
 from naspoison.nas.tenas import TENAS
 from naspoison.registry import lookup
 
-ALGORITHMS: dict[str, type[NASAlgorithm]] = {
-    "random": RandomSearch,
-    "pdarts": PDARTS,
-    "tenas": TENAS,
-    "robot": RoBoT,
-}
+ALGORITHMS: dict[str, type[NASAlgorithm]] = {cls.name: cls for cls in (RandomSearch, PDARTS, TENAS, RoBoT)}
 
 
 def get(name: str) -> type[NASAlgorithm]:

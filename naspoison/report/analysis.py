@@ -18,7 +18,7 @@ from naspoison.report.table import Column, Entry, Table, pm
 
 @dataclass(frozen=True)
 class TrialAccuracy:
-    attack: str
+    row: str  # the attack (none: the clean row); for the OOD table, the search dataset
     budget: float | None
     algorithm: str
     seed: int
@@ -30,7 +30,7 @@ def analyse(trials: list[TrialAccuracy], baseline: list[float], alpha: float = A
     algorithms = sorted({t.algorithm for t in trials})
     groups: dict[tuple, list[float]] = {}
     for t in trials:
-        groups.setdefault((t.attack, t.budget, t.algorithm), []).append(t.accuracy)
+        groups.setdefault((t.row, t.budget, t.algorithm), []).append(t.accuracy)
     row_keys = sorted({(a, b) for a, b, _ in groups}, key=lambda k: (k[0] != NO_ATTACK, k[0], k[1] or 0.0))
     rows, corrections = [], {}
     for alg in algorithms:

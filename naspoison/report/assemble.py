@@ -17,7 +17,10 @@ def assemble(trials, store: ResultStore):
     col = collect(trials, store)
     report: dict = {}
     for fam in FAMILIES.values():
-        report.update(fam.sections(col))
+        sections = fam.sections(col)
+        if clash := report.keys() & sections.keys():
+            raise ValueError(f"family {fam.name} writes report sections another family wrote: {sorted(clash)}")
+        report.update(sections)
     return col, report
 
 

@@ -10,6 +10,7 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
     one is listed; the family of each trial turns its cells into rows of its table."""
     out = Collected(trials)
     seen: set[str] = set()
+    absent: set[str] = set()
 
     def read(step: Step, label: str) -> dict | None:
         key = content_key(step.spec)
@@ -20,7 +21,9 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
             out.corrupt.append(f"{step.stage} {key} {label}: {e}")
             return None
         if rec is None:
-            out.missing.append(f"{step.stage} {key[:16]} {label}")
+            if key not in absent:  # a victim's cell, needed by several trials, is one missing cell
+                absent.add(key)
+                out.missing.append(f"{step.stage} {key[:16]} {label}")
             return None
         if key not in seen:
             seen.add(key)

@@ -16,8 +16,9 @@ SECTIONS = ("rows", "defended", "ood")  # where a report keeps per-row summaries
 
 
 def _row_id(section: str, row: dict) -> tuple:
-    extra = row.get("defense") or row.get("source") or ""  # an OOD row's search dataset
-    return (section, row.get("algorithm"), row.get("attack"), row.get("budget"), extra)
+    if section == "ood":  # its search dataset: "source" (before: "search_dataset", with "attack" repeating it)
+        return (section, row.get("algorithm"), None, row.get("budget"), row.get("source") or row.get("search_dataset"))
+    return (section, row.get("algorithm"), row.get("attack"), row.get("budget"), row.get("defense") or "")
 
 
 def rows_of(report: dict) -> dict[tuple, dict]:

@@ -21,7 +21,7 @@ def defended_section(defended: list[dict], poisoned, baseline: list[float], alph
         groups.setdefault((r["defense"], r["attack"], r["budget"], r["algorithm"]), []).append(r["accuracy"])
     undefended: dict[tuple, list[float]] = {}
     for t in poisoned:
-        undefended.setdefault((t.attack, t.budget, t.algorithm), []).append(t.accuracy)
+        undefended.setdefault((t.row, t.budget, t.algorithm), []).append(t.accuracy)
     rows, corrections = [], {}
     for alg in sorted({k[3] for k in groups}):
         mine = []

@@ -1,7 +1,7 @@
-"""The Evas table (Evas Table 1: ACC and ASR per architecture on the profile's dataset) from the
-backdoor cells, plus what each Evas search found."""
+"""The Evas section: Table 1 (ACC and ASR per architecture), Tables 2-3 and Figure 6 (the victims' scenarios),
+what each Evas search found, Tables 4-5 (backdoor defenses, each laid out by its own class) and the score study
+(Figure 2, Figure 5, appendix A.3)."""
 from __future__ import annotations
-
 
 import numpy as np
 

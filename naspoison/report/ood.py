@@ -15,7 +15,7 @@ TEST = ("one-sided Welch t-test, H0: searching on this dataset does not lower ac
 
 
 def ood_section(accuracies: list[TrialAccuracy], baseline: list[float], target: str) -> dict:
-    """``accuracies``: the OOD trials' accuracies, ``attack`` holding the search dataset (``none``: the
+    """``accuracies``: the OOD trials' accuracies, ``row`` holding the search dataset (``none``: the
     in-distribution search); ``target``: the dataset every architecture is retrained on. In the section each
     row names its search dataset as ``source``."""
     table = analyse(accuracies, baseline)

@@ -7,10 +7,9 @@ import statistics
 from dataclasses import dataclass, field
 
 from naspoison.families import walk
+from naspoison.stages import STAGES
 from naspoison.store import CorruptRecord, Record, ResultStore, content_key
 
-STAGE_ORDER = ("poison", "sanitize", "search", "train", "evas_search", "evas_score", "backdoor", "scenario", "defense",
-               "metrics")
 
 # what a cell's cost does not depend on: which seed, which architecture, which upstream cell
 _COST_FREE_PARAMS = frozenset({"seed", "poison_seed", "genotype", "arch"})
@@ -116,7 +115,7 @@ def plan(trials, store: ResultStore, skipped: list[str] = ()) -> Plan:
             unknown_after[after] = unknown_after.get(after, 0) + 1
     est = wall_estimates(store, records)
     out = Plan(len(trials), skipped=list(skipped))
-    for stage in (s for s in STAGE_ORDER if s in cells or s in unknown_after):
+    for stage in (s for s in STAGES if s in cells or s in unknown_after):  # the pipeline order
         d = cells.get(stage, {})
         extra = unknown_after.get(stage, 0)
         # a cell costs what recorded similar cells cost; cells known only after a search: the stage's median

@@ -10,10 +10,7 @@ from naspoison.sanitize.base import Sanitized, Sanitizer
 from naspoison.sanitize.cluster_relabel import ClusterRelabel
 from naspoison.sanitize.diffusion_denoise import DiffusionDenoise
 
-SANITIZERS: dict[str, type[Sanitizer]] = {
-    "cluster_relabel": ClusterRelabel,
-    "diffusion_denoise": DiffusionDenoise,
-}
+SANITIZERS: dict[str, type[Sanitizer]] = {cls.name: cls for cls in (ClusterRelabel, DiffusionDenoise)}
 
 
 def get(name: str) -> type[Sanitizer]:

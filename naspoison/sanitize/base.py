@@ -54,7 +54,7 @@ class Sanitizer:
     title: ClassVar[str]
     """How tables name it."""
     Params: ClassVar[type[StrictParams]]
-    """Its parameters (profiles' ``defended_search.defenses: {name: {...}}``)."""
+    """Its parameters (a profile's ``sanitize: {name: {...}}``; ``defended_search.defenses`` maps it to attacks)."""
     discards_labels: ClassVar[bool] = False
     """True: its output does not depend on the labels it is given, so label-flip rows share the clean cell."""
 

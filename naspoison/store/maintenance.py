@@ -80,13 +80,13 @@ def merge(dest: ResultStore, sources: Iterable[str | Path]) -> Merged:
 
 
 @dataclass
-class Collected:
+class GcResult:
     removed: list[tuple[str, str]] = field(default_factory=list)  # (what, path or checkpoint key), in order
     unreferenced: list[Path] = field(default_factory=list)         # results no given key names (kept)
 
 
 def gc(store: ResultStore, artifacts: str | Path | None = None, dry_run: bool = False,
-       referenced: set[str] | None = None) -> Collected:
+       referenced: set[str] | None = None) -> GcResult:
     """Remove (``dry_run``: only list) leftovers: temporary files, stale locks, failures of cells now done,
     unreadable failure files, and in ``artifacts`` the checkpoints of cells already stored. With ``referenced``
     (cell keys, e.g. every profile's of a suite), also list the results outside it; results are never removed."""
@@ -96,7 +96,7 @@ def gc(store: ResultStore, artifacts: str | Path | None = None, dry_run: bool = 
     done = [root / ".failures" / f"{f['key']}.json" for f in failures
             if f["spec"] is not None and store.has(f["spec"].get("stage", ""), f["key"])]
     damaged = [Path(f["path"]) for f in failures if f["spec"] is None]  # e.g. a full disk mid-write
-    out = Collected()
+    out = GcResult()
     for label, paths in (("temporary file", leftovers), ("stale lock", store.stale_locks()),
                          ("failure of a finished cell", done), ("unreadable failure file", damaged)):
         for p in paths:
@@ -109,7 +109,7 @@ def gc(store: ResultStore, artifacts: str | Path | None = None, dry_run: bool = 
     return out
 
 
-def _gc_checkpoints(store: ResultStore, artifacts: str | Path | None, dry_run: bool, out: Collected) -> None:
+def _gc_checkpoints(store: ResultStore, artifacts: str | Path | None, dry_run: bool, out: GcResult) -> None:
     """In-cell checkpoints of cells already stored (killed between storing and removing them)."""
     cache = ArtifactCache(artifacts)
     try:

@@ -21,7 +21,6 @@ from naspoison.registry import did_you_mean
 from naspoison.suite.yamlio import SuiteError, dotted, line_of, load_with_lines, validation_problems
 from naspoison.train import Recipe
 
-PROFILE_NAMES = ("paper", "lab", "demo")
 SUITE_VERSION = 1
 
 
@@ -106,7 +105,8 @@ def _semantic_problems(m) -> list[tuple[tuple, str]]:
     for name, config in declared.items():
         fam = FAMILIES[name]
         out += fam.validate(config, m)
-        out += [(("families", name), f"needs the {need} family") for need in fam.needs if need not in declared]
+        out += [(("families", name), f"needs the {need} family: {why}") for need, why in fam.needs.items()
+                if need not in declared]
         attacks, algorithms = fam.uses(config)
         used[0].update(attacks)
         used[1].update(algorithms)
@@ -165,10 +165,8 @@ class Suite:
 
     def datasets_of(self, name: str) -> list[tuple[tuple, DatasetSpec]]:
         prof, at = self.model.profiles[name], ("profiles", name)
-        out = [(at + ("dataset",), prof.dataset)]
-        out += [(at + ("ood", "datasets", i), d) for i, d in enumerate(prof.ood.datasets)]
-        out += [(at + ("evas", "datasets", i), d) for i, d in enumerate(prof.evas.datasets or [])]
-        return out
+        return [(at + ("dataset",), prof.dataset)] + [(at + loc, d) for fam in FAMILIES.values()
+                                                      for loc, d in fam.profile_datasets(prof)]
 
     def _resolve_paths(self) -> None:
         """Dataset paths are relative to the suite file, not to wherever the command runs."""
