@@ -52,9 +52,10 @@ def cmd_bench(args) -> int:
     con = _console()
     slurm = {"partition": args.slurm_partition, "time_min": args.slurm_time, "gpus_per_task": args.slurm_gpus,
              "cpus_per_task": args.slurm_cpus, "mem_gb": args.slurm_mem, "signal_delay_s": args.slurm_signal_delay}
+    sel = _load(args)  # the suite is read (and its .npz files hashed) once: the report is of what ran
     t0 = time.perf_counter()
     with _Progress(con, args.profile) as progress:
-        summary = api.bench(args.suite, args.profile, args.store, only=args.only, shard=args.shard,
+        summary = api.bench(sel.suite, args.profile, args.store, only=args.only, shard=args.shard,
                             devices=args.devices, workers=args.workers, artifacts=args.artifacts, progress=progress.emit,
                             checkpoint_every=args.checkpoint_every, cell_threads=args.cell_threads,
                             compile=args.compile, executor=args.executor, tasks=args.tasks, slurm=slurm,
@@ -69,7 +70,7 @@ def cmd_bench(args) -> int:
         for f in summary.failed:
             con.print(f"  {f}")
     if not args.only and not args.shard:
-        col, report = assemble(_load(args).trials, ResultStore(args.store, read_only=True))
+        col, report = assemble(sel.trials, ResultStore(args.store, read_only=True))
         print_console(con, report)
         if summary.failed or col.missing or col.corrupt:
             # a partial table must not replace a complete report (by default the committed reports/)
