@@ -10,6 +10,7 @@ from naspoison.families.base import (
     FamilyConfig,
     Step,
     Trial,
+    requirements,
     walk,
     walk_store,
 )
@@ -41,4 +42,5 @@ def get(name: str) -> Family:
     return lookup(FAMILIES, name, "family")
 
 
-__all__ = ["FAMILIES", "Collected", "ExpandContext", "Family", "FamilyConfig", "Step", "Trial", "get", "register", "walk", "walk_store"]
+__all__ = ["FAMILIES", "Collected", "ExpandContext", "Family", "FamilyConfig", "Step", "Trial", "get", "register", "requirements", "walk",
+           "walk_store"]

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from naspoison.attacks import ATTACKS
+from naspoison.data.datasets import DATASETS
 from naspoison.nas import ALGORITHMS
 from naspoison.params import StrictParams
 from naspoison.registry import did_you_mean
@@ -71,9 +72,13 @@ class Trial:
         raise NotImplementedError
 
     @property
+    def row_label(self) -> str:
+        """The row and its budget, as labels and ``--only`` show them: ``gaussian_noise@0.1``."""
+        return self.row if self.budget is None else f"{self.row}@{self.budget:g}"
+
+    @property
     def label(self) -> str:
-        row = self.row if self.budget is None else f"{self.row}@{self.budget:g}"
-        return f"{self.family}/{row}/{self.algorithm}/seed={self.seed}"
+        return f"{self.family}/{self.row_label}/{self.algorithm}/seed={self.seed}"
 
     def fields(self) -> dict:
         """What ``--only`` filters on (``attack`` is the historical name of ``row`` and stays accepted)."""
@@ -95,6 +100,12 @@ def walk(trial: Trial, result_of: Callable[[Step], dict | None]) -> list[tuple[S
     except StopIteration:
         pass
     return out
+
+
+def requirements(trials: list[Trial]) -> list[Trial]:
+    """The trials ``trials`` require (a NAS-aware attack's victims: the same clean trials for every budget and
+    seed), each once."""
+    return list({needed.label: needed for t in trials for needed in t.requires}.values())
 
 
 def walk_store(trial: Trial, store) -> list[tuple[Step, dict | None]]:
@@ -199,6 +210,12 @@ class Family:
 def unknown(kind: str, name: str, known) -> str:
     """'unknown attack 'x'; did you mean 'y'?' — one wording for every registry name in a suite."""
     return f"unknown {kind} {name!r}{did_you_mean(name, known)}"
+
+
+def check_datasets(at: tuple, located: list[tuple[tuple, Any]]) -> list[Problem]:
+    """Every (location under ``at``, DatasetSpec) names a known dataset."""
+    return [(at + loc + ("name",), unknown("dataset", ds.name, DATASETS)) for loc, ds in located
+            if ds.name not in DATASETS]
 
 
 def check_names(at: tuple, values: list[str], known, kind: str = "name") -> list[Problem]:

@@ -14,7 +14,7 @@ from naspoison.backdoor import VARIANTS
 from naspoison.backdoor.attack import GeneratorRecipe
 from naspoison.backdoor.evaluate import ModelRecipe
 from naspoison.backdoor.scenarios import FinetuneRecipe
-from naspoison.data.datasets import DATASETS, DatasetSpec
+from naspoison.data.datasets import DatasetSpec
 from naspoison.defenses import DEFENSES
 from naspoison.families.base import (
     MAX_COUNT,
@@ -25,6 +25,7 @@ from naspoison.families.base import (
     Step,
     Steps,
     Trial,
+    check_datasets,
     params_problems,
     unknown,
 )
@@ -114,7 +115,7 @@ class EvasSearchFamily(Family):
         return [(("evas", "datasets", i), d) for i, d in enumerate(profile.evas.datasets or [])]
 
     def profile_problems(self, config: EvasSearchConfig, name: str, profile) -> list:
-        return evas_profile_problems(name, profile)
+        return evas_profile_problems(name, profile) + check_datasets(("profiles", name), self.profile_datasets(profile))
 
     def expand(self, config: EvasSearchConfig, ctx: ExpandContext) -> list[EvasTrial]:
         return [EvasTrial(self.name, NO_ATTACK, None, "evas", s, ctx.dataset, search=spec,
@@ -155,7 +156,7 @@ def trial_backdoor_spec(arch: str, trial) -> dict:
 
 
 def evas_profile_problems(name: str, profile) -> list:
-    """A profile's evas block: trigger variants, defense parameters, datasets, search sizes."""
+    """A profile's evas block: trigger variants, defense parameters, search sizes (its datasets: check_datasets)."""
     at, out, ev = ("profiles", name, "evas"), [], profile.evas
     for section in ("search", "generator"):
         v = getattr(ev, section).variant
@@ -166,9 +167,6 @@ def evas_profile_problems(name: str, profile) -> list:
             out.append((at + ("defenses", d), unknown("defense", d, DEFENSES)))
             continue
         out += params_problems(at + ("defenses", d), DEFENSES[d].Params, params)
-    for i, ds in enumerate(ev.datasets or []):
-        if ds.name not in DATASETS:
-            out.append((at + ("datasets", i, "name"), unknown("dataset", ds.name, DATASETS)))
     if ev.search.sample_size > ev.search.pool_size:
         out.append((at + ("search", "sample_size"), f"{ev.search.sample_size} exceeds pool_size {ev.search.pool_size}"))
     return out

@@ -39,8 +39,7 @@ class MetricsTrial(Trial):
 
     @property
     def label(self) -> str:
-        row = self.row if self.budget is None else f"{self.row}@{self.budget:g}"
-        return f"{self.family}/{row}"
+        return f"{self.family}/{self.row_label}"
 
     def steps(self) -> Steps:
         if self.poison is not None:

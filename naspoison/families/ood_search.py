@@ -9,8 +9,8 @@ from pathlib import Path
 from pydantic import Field
 
 from naspoison import stages
-from naspoison.data.datasets import DATASETS, DatasetSpec
-from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_names, unknown
+from naspoison.data.datasets import DatasetSpec
+from naspoison.families.base import ExpandContext, Family, FamilyConfig, check_datasets, check_names
 from naspoison.families.poisoning import clean_trial
 from naspoison.families.search_trial import SearchTrial, accuracy_rows
 from naspoison.nas import ALGORITHMS
@@ -55,9 +55,7 @@ class OodSearch(Family):
         out = []
         if not profile.ood.datasets:
             out.append((at, "the ood_search family needs ood.datasets (the search sources) in every profile"))
-        for i, ds in enumerate(profile.ood.datasets):
-            if ds.name not in DATASETS:
-                out.append((at + ("ood", "datasets", i, "name"), unknown("dataset", ds.name, DATASETS)))
+        out += check_datasets(at, self.profile_datasets(profile))
         shape = profile.ood.shape
         if shape is not None and (min(shape[:2]) <= 0 or shape[2] not in (1, 3)):
             out.append((at + ("ood", "shape"), f"{shape}: need [H, W, C] with C 1 or 3"))

@@ -36,8 +36,7 @@ class SearchTrial(Trial):
 
     @property
     def label(self) -> str:
-        row = self.row if self.budget is None else f"{self.row}@{self.budget:g}"
-        row = row if self.sanitize is None else f"{self.countermeasure}+{row}"
+        row = self.row_label if self.sanitize is None else f"{self.countermeasure}+{self.row_label}"
         return f"{self.family}/{row}/{self.algorithm}/seed={self.seed}"
 
     def steps(self) -> Steps:

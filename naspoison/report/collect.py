@@ -1,7 +1,7 @@
 """Read the store (read-only) for a list of trials: each family's rows, and what is missing or corrupt."""
 from __future__ import annotations
 
-from naspoison.families import FAMILIES, Collected, Step, Trial, walk
+from naspoison.families import FAMILIES, Collected, Step, Trial, requirements, walk
 from naspoison.store import CorruptRecord, ResultStore, content_key
 
 
@@ -30,9 +30,9 @@ def collect(trials: list[Trial], store: ResultStore) -> Collected:
             out.checked += 1
         return rec.result
 
+    for needed in requirements(trials):  # a victim's cells are part of what its attack's trials read
+        walk(needed, lambda s, label=needed.label: read(s, label))
     for t in trials:
-        for needed in t.requires:  # a victim's cells are part of what this trial reads
-            walk(needed, lambda s, label=needed.label: read(s, label))
         cells = walk(t, lambda s, label=t.label: read(s, label))
         out.rows.setdefault(t.family, []).extend(FAMILIES[t.family].collect(t, cells))
     return out

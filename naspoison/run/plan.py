@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from naspoison.families import walk
+from naspoison.families import requirements, walk
 from naspoison.stages import STAGES
 from naspoison.store import CorruptRecord, Record, ResultStore, content_key
 
@@ -106,9 +106,9 @@ def plan(trials, store: ResultStore, skipped: list[str] = ()) -> Plan:
         rec = record(step.stage, note(step.spec))
         return None if rec is None else rec.result
 
+    for needed in requirements(trials):
+        walk(needed, planned)
     for t in trials:
-        for needed in t.requires:
-            walk(needed, planned)
         last, result = walk(t, planned)[-1]
         if result is None and last.stage in t.then:  # what follows is known once this cell has run
             after = t.then[last.stage]

@@ -12,9 +12,9 @@ from typing import Any, get_args
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from naspoison.attacks import ATTACKS
-from naspoison.data.datasets import DATASETS, DatasetSpec
+from naspoison.data.datasets import DatasetSpec
 from naspoison.families import FAMILIES
-from naspoison.families.base import MAX_SEEDS, params_problems
+from naspoison.families.base import MAX_SEEDS, check_datasets, params_problems
 from naspoison.nas import ALGORITHMS
 from naspoison.params import StrictParams
 from naspoison.registry import did_you_mean
@@ -118,9 +118,8 @@ def _semantic_problems(m) -> list[tuple[tuple, str]]:
 
 
 def _profile_problems(pname: str, prof, used_attacks: set[str], used_algorithms: set[str]) -> list[tuple[tuple, str]]:
-    at, out = ("profiles", pname), []
-    if prof.dataset.name not in DATASETS:
-        out.append((at + ("dataset", "name"), f"unknown dataset {prof.dataset.name!r}{did_you_mean(prof.dataset.name, DATASETS)}"))
+    at = ("profiles", pname)
+    out = check_datasets(at, [(("dataset",), prof.dataset)])
     if prof.dataset.name == "npz" and not prof.dataset.path:
         out.append((at + ("dataset", "path"), "dataset npz needs a path to a .npz file"))
     for section, registry, used in (("attacks", ATTACKS, used_attacks), ("algorithms", ALGORITHMS, used_algorithms)):
